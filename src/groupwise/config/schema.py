@@ -1,0 +1,178 @@
+"""The run configuration: one pydantic model per YAML section, every field documented where it is declared."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = Field("smollm2-135m", description="Built-in name (smollm2-135m, tiny-random), a local folder, "
+                      "a .gguf file, or a hub id.")
+    gguf_file: str | None = Field(None, description="GGUF file inside `name` (a folder or hub repo) to dequantize.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights' dtype for training.")
+    device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu' or 'cuda[:N]'.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    cache_dir: str | None = Field(None, description="Where dequantized GGUF models are cached as safetensors "
+                                  "(default: ~/.cache/groupwise).")
+
+
+class LoraConfig(Section):
+    enabled: bool = Field(True, description="Train a LoRA adapter (peft); false means full fine-tuning.")
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: str | list[str] = Field("all-linear", description="Modules to adapt: 'all-linear' or names.")
+
+
+class DataConfig(Section):
+    task: str | None = Field("arithmetic", description="Built-in task name (arithmetic, countdown, "
+                             "python-functions, rust-functions); null when `path` is given.")
+    task_params: dict[str, Any] = Field(default_factory=dict, description="Parameters of the built-in task.")
+    path: str | None = Field(None, description="Local .jsonl/.json/.parquet/.csv file, or hf:NAME for a hub dataset.")
+    hf_config: str | None = Field(None, description="Hub dataset configuration name.")
+    split: str = Field("train", description="Split of a hub dataset to train on.")
+    heldout_path: str | None = Field(None, description="Held-out data for eval (default: the task's held-out "
+                                     "split, or the tail of the training file).")
+    heldout_split: str | None = Field(None, description="Hub split for held-out data (e.g. test).")
+    heldout_fraction: float = Field(0.1, ge=0, lt=1, description="Share of a data file kept aside for eval "
+                                    "when no held-out data is given.")
+    columns: dict[str, str] = Field(default_factory=dict, description="Rename columns to prompt/answer/tests/"
+                                    "system, e.g. {prompt: question}.")
+    prompt_template: str = Field("{prompt}", description="Python format string applied to each row's columns.")
+    system_prompt: str | None = Field(None, description="System message (overridden by a row's `system`).")
+    chat_template: bool = Field(True, description="Apply the tokenizer's chat template to the prompt.")
+    train_size: int | None = Field(None, ge=1, description="Rows generated/used for training (None: task default).")
+    heldout_size: int = Field(200, ge=1, description="Held-out rows for evaluation.")
+    seed: int = Field(0, description="Seed for generating and shuffling the data.")
+    difficulty_filter: dict[str, Any] | None = Field(None, description="Skip prompts whose last `visits` groups "
+                                                     "were all-correct or all-wrong: {visits: 2}.")
+
+
+class RewardSpec(Section):
+    name: str = Field(description="Built-in reward name, module:function or path/file.py:function.")
+    weight: float = Field(1.0, description="Weight in the summed reward.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters of a built-in reward.")
+
+
+class RewardsConfig(Section):
+    functions: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="answer_match")],
+                                        description="Reward functions combined by weight.")
+    workers: int = Field(4, ge=1, description="Parallel workers scoring a batch.")
+    timeout_s: float = Field(30.0, gt=0, description="Longest wait for one reward function on one batch.")
+    on_error: Literal["raise", "zero"] = Field("raise", description="A raising reward function stops the run "
+                                               "(raise) or scores 0 and is counted (zero).")
+
+
+class SandboxConfig(Section):
+    require: bool = Field(False, description="Fail instead of falling back to rlimits when bubblewrap is missing.")
+    timeout_s: float = Field(10.0, gt=0, description="Wall-clock limit for one sandboxed test run.")
+    cpu_s: int = Field(10, ge=1, description="CPU-seconds limit (RLIMIT_CPU).")
+    memory_mb: int = Field(1024, ge=16, description="Address-space limit (RLIMIT_AS) in MiB.")
+    max_processes: int = Field(64, ge=1, description="Process limit (RLIMIT_NPROC) inside the sandbox.")
+    max_output_kb: int = Field(64, ge=1, description="Captured stdout/stderr cap in KiB.")
+
+
+class AlgorithmConfig(Section):
+    preset: str = Field("grpo", description="grpo, dr_grpo, dapo, cispo or gspo; any knob below overrides it.")
+    scale: Literal["group", "batch", "none"] = Field("group", description="Advantage std scaling (none: Dr. GRPO).")
+    loss: Literal["clip", "cispo", "gspo"] = Field("clip", description="Policy loss kind.")
+    eps_low: float = Field(0.2, ge=0, description="Lower clip range (ratio >= 1 - eps_low).")
+    eps_high: float = Field(0.2, ge=0, description="Upper clip range (DAPO clip-higher: 0.28).")
+    beta: float = Field(0.04, ge=0, description="KL weight to the reference model (0 skips the reference).")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator (DeepSeekMath uses k3).")
+    agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = Field(
+        "seq-mean-token-mean", description="Loss aggregation over tokens and sequences.")
+    adv_eps: float = Field(1e-4, gt=0, description="Added to the std in advantage scaling.")
+    num_iterations: int = Field(1, ge=1, description="Policy updates per rollout batch (PPO epochs).")
+    mini_batches: int = Field(1, ge=1, description="Optimizer steps per iteration over the rollout batch.")
+    dynamic_sampling: bool = Field(False, description="DAPO: drop groups with all-equal rewards and resample.")
+    max_sampling_rounds: int = Field(3, ge=1, description="Rollout rounds per step for dynamic sampling.")
+    overlong_filter: bool = Field(False, description="DAPO: mask the loss of truncated completions.")
+    soft_overlong: bool = Field(False, description="DAPO: add the soft overlong punishment to the reward.")
+    overlong_cache: int = Field(8, ge=1, description="DAPO soft punishment interval (tokens before the limit).")
+    focal_gamma: float = Field(0.0, ge=0, description="F-GRPO: scale advantages by (1 - success rate)^gamma.")
+    success_threshold: float | None = Field(None, description="Reward counted as success for F-GRPO and "
+                                            "diagnostics (default 1.0, the maximum of a 0/1 reward).")
+    importance_sampling: Literal["off", "token", "sequence"] = Field(
+        "off", description="Correct rollout/trainer mismatch with TIS/MIS weights at this level.")
+    is_mode: Literal["truncate", "mask"] = Field("truncate", description="TIS truncates at the cap; MIS masks.")
+    is_cap: float = Field(2.0, gt=0, description="Importance weight cap.")
+
+
+class RolloutConfig(Section):
+    engine: Literal["hf"] = Field("hf", description="Generation engine.")
+    prompts_per_step: int = Field(8, ge=1, description="Distinct prompts per training step.")
+    group_size: int = Field(8, ge=2, description="Completions per prompt (GRPO group).")
+    max_new_tokens: int = Field(32, ge=1, description="Completion length limit.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
+    batch_size: int | None = Field(None, ge=1, description="Sequences generated at once (default: all).")
+
+
+class TrainConfig(Section):
+    steps: int = Field(20, ge=1, description="Training steps (one rollout batch each).")
+    learning_rate: float = Field(5e-5, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
+    schedule: Literal["constant", "cosine"] = Field("constant", description="Schedule after warm-up.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    micro_batch_size: int = Field(16, ge=1, description="Completions per forward/backward pass.")
+    logprob_chunk: int = Field(1024, ge=1, description="Rows (tokens) per chunk of the memory-safe log-softmax.")
+    seed: int = Field(0, description="Seed for sampling and initialisation.")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores).")
+    save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end).")
+    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept.")
+    max_nonfinite: int = Field(3, ge=1, description="Stop after this many non-finite updates in a row.")
+
+
+class EvalConfig(Section):
+    before_after: bool = Field(False, description="Evaluate the base and the trained model on the held-out set.")
+    num_problems: int = Field(200, ge=1, description="Held-out problems per evaluation.")
+    samples: int = Field(4, ge=0, description="Sampled completions per problem for the mean reward (0: greedy only).")
+    every: int = Field(0, ge=0, description="Evaluate greedy accuracy every N steps (0: never during training).")
+    batch_size: int = Field(64, ge=1, description="Prompts generated at once in evaluation.")
+
+
+class LogConfig(Section):
+    tensorboard: bool = Field(False, description="Also write TensorBoard event files.")
+    samples_per_step: int = Field(2, ge=0, description="Groups written to samples.jsonl each step.")
+    progress: bool = Field(True, description="Show a rich progress bar.")
+    learnable_warn_below: float = Field(0.1, ge=0, le=1, description="Warn when the learnable fraction stays "
+                                        "below this ...")
+    learnable_warn_steps: int = Field(5, ge=1, description="... for this many steps in a row.")
+
+
+class Config(Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    rewards: RewardsConfig = Field(default_factory=RewardsConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Config:
+        completions = self.rollout.prompts_per_step * self.rollout.group_size
+        if completions % self.train.micro_batch_size:
+            raise ValueError(f"train.micro_batch_size ({self.train.micro_batch_size}) must divide the "
+                             f"{completions} completions per step (rollout.prompts_per_step x group_size)")
+        if completions % (self.algorithm.mini_batches * self.train.micro_batch_size):
+            raise ValueError(f"algorithm.mini_batches x train.micro_batch_size must divide the {completions} "
+                             "completions per step")
+        if self.data.task is None and self.data.path is None:
+            raise ValueError("data needs a built-in `task` or a `path`")
+        if self.algorithm.soft_overlong and self.algorithm.overlong_cache >= self.rollout.max_new_tokens:
+            raise ValueError("algorithm.overlong_cache must be smaller than rollout.max_new_tokens")
+        if not self.rewards.functions:
+            raise ValueError("rewards.functions is empty: give at least one reward function")
+        return self

@@ -1,0 +1,47 @@
+"""Held-out evaluation: greedy accuracy and sampled mean reward of a model on rows it never trained on."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from groupwise.config.schema import Config
+from groupwise.rewards.compute import RewardFunction, score_batch
+from groupwise.rollout.generate import generate_group_rollouts
+
+
+def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], texts: list[str], rewards: list[RewardFunction],
+                  cfg: Config, *, samples: int | None = None, progress=None) -> dict[str, Any]:
+    """Greedy accuracy (total reward >= success threshold) and mean reward per function over `samples` samples."""
+    threshold = 1.0 if cfg.algorithm.success_threshold is None else cfg.algorithm.success_threshold
+    samples = cfg.eval.samples if samples is None else samples
+    greedy_hits, sampled = 0, {f.name: [] for f in rewards}
+    sampled_total: list[float] = []
+    size = cfg.eval.batch_size
+    for start in range(0, len(rows), size):
+        chunk_rows, chunk_texts = rows[start:start + size], texts[start:start + size]
+        greedy = _score(model, tokenizer, chunk_rows, chunk_texts, rewards, cfg, group=1, greedy=True)
+        greedy_hits += int((torch.nan_to_num(greedy.total, nan=-math.inf) >= threshold).sum())
+        if samples:
+            scored = _score(model, tokenizer, chunk_rows, chunk_texts, rewards, cfg, group=samples, greedy=False)
+            for j, f in enumerate(rewards):
+                sampled[f.name] += [v for v in scored.per_function[:, j].tolist() if not math.isnan(v)]
+            sampled_total += [v for v in scored.total.tolist() if not math.isnan(v)]
+        if progress is not None:
+            progress(len(chunk_rows))
+    result = {"problems": len(rows), "greedy_accuracy": greedy_hits / max(len(rows), 1)}
+    if samples:
+        result["sampled_mean_reward"] = sum(sampled_total) / max(len(sampled_total), 1)
+        result["sampled_reward_per_function"] = {k: sum(v) / max(len(v), 1) for k, v in sampled.items()}
+    return result
+
+
+def _score(model, tokenizer, rows, texts, rewards, cfg: Config, *, group: int, greedy: bool):
+    from groupwise.train.step import score_rollout
+
+    rollout = generate_group_rollouts(model, tokenizer, texts, group_size=group,
+                                      max_new_tokens=cfg.rollout.max_new_tokens,
+                                      temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, greedy=greedy)
+    return score_rollout(rollout, rows, texts, rewards, cfg)

@@ -1,0 +1,65 @@
+"""Per-token log-probs of given tokens, without materialising the [batch, seq, vocab] float32 logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel
+
+
+def chunked_token_logprobs(hidden: Tensor, lm_head: torch.nn.Module, targets: Tensor, chunk: int = 1024,
+                           temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """log softmax(h W / T)[target] and entropy, `chunk` rows at a time. hidden: [N, H], targets: [N] -> ([N], [N]).
+
+    Each chunk's logits are recomputed in backward (checkpointed), so peak memory holds one chunk of
+    [chunk, vocab] logits instead of all N rows.
+    """
+    logps, entropies = [], []
+    for start in range(0, hidden.shape[0], chunk):
+        h, t = hidden[start:start + chunk], targets[start:start + chunk]
+        if torch.is_grad_enabled() and h.requires_grad:
+            logp, ent = torch.utils.checkpoint.checkpoint(_chunk_logprobs, h, lm_head.weight, t, temperature,
+                                                          use_reentrant=False)
+        else:
+            logp, ent = _chunk_logprobs(h, lm_head.weight, t, temperature)
+        logps.append(logp)
+        entropies.append(ent)
+    return torch.cat(logps), torch.cat(entropies)
+
+
+def _chunk_logprobs(h: Tensor, weight: Tensor, targets: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    logits = (h @ weight.T).float() / temperature  # [chunk, V]
+    log_z = torch.logsumexp(logits, dim=-1)
+    logp = logits.gather(-1, targets[:, None]).squeeze(-1) - log_z
+    with torch.no_grad():  # entropy is a diagnostic: never back-propagated
+        probs = torch.softmax(logits, dim=-1)
+        entropy = log_z - (probs * logits).sum(-1)
+    return logp, entropy
+
+
+def sequence_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, completion_start: int,
+                      chunk: int = 1024, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Log-probs and entropies of the completion tokens. input_ids: [B, P + C] -> ([B, C], [B, C]).
+
+    The body runs once to give hidden states; only completion positions go through the LM head.
+    """
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # left padding: positions start at 0
+    hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                  use_cache=False).last_hidden_state
+    h = hidden[:, completion_start - 1:-1]  # state at t predicts token t+1
+    targets = input_ids[:, completion_start:]
+    b, c = targets.shape
+    logp, entropy = chunked_token_logprobs(h.reshape(b * c, -1), model.get_output_embeddings(),
+                                           targets.reshape(-1), chunk, temperature)
+    return logp.view(b, c), entropy.view(b, c)
+
+
+def naive_sequence_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor,
+                            completion_start: int, temperature: float = 1.0) -> Tensor:
+    """The plain twin of `sequence_logprobs` (full logits), kept for equality tests."""
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                   use_cache=False).logits.float() / temperature
+    logp = torch.log_softmax(logits[:, completion_start - 1:-1], dim=-1)
+    return logp.gather(-1, input_ids[:, completion_start:, None]).squeeze(-1)

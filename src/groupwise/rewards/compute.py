@@ -1,0 +1,152 @@
+"""Scoring a batch: every configured reward function in parallel, combined by weight, errors handled by policy."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from groupwise.errors import GroupwiseError
+from groupwise.rewards.registry import RewardFn, resolve_reward
+
+
+@dataclass
+class RewardFunction:
+    name: str
+    fn: RewardFn
+    weight: float
+
+
+@dataclass
+class Scores:
+    per_function: Tensor  # [N, F] with NaN where a function returned None
+    total: Tensor  # [N] weighted sum over the functions that scored the sample; NaN if none did
+    names: list[str]
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def build_reward_functions(specs: Sequence[Any], sandbox: dict[str, Any] | None = None) -> list[RewardFunction]:
+    """Resolve config entries (name, weight, params) into callables; `sandbox` reaches factories that take it."""
+    functions = []
+    for spec in specs:
+        params = dict(spec.params)
+        if ":" not in spec.name:
+            factory_params = _factory_parameters(spec.name)
+            if "sandbox" in factory_params and "sandbox" not in params:
+                params["sandbox"] = sandbox
+        functions.append(RewardFunction(_unique(spec.name, functions), resolve_reward(spec.name, params),
+                                        spec.weight))
+    return functions
+
+
+def _factory_parameters(name: str) -> set[str]:
+    from groupwise.rewards.registry import _FACTORIES, _load_builtins
+
+    _load_builtins()
+    factory = _FACTORIES.get(name)
+    return set(inspect.signature(factory).parameters) if factory else set()
+
+
+def _unique(name: str, existing: list[RewardFunction]) -> str:
+    short = name.rsplit(":", 1)[-1]
+    taken = {f.name for f in existing}
+    return short if short not in taken else f"{short}_{len(existing)}"
+
+
+def _call(fn: RewardFn, prompts, completions, completion_ids, columns) -> list[float | None]:
+    result = fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
+    if inspect.isawaitable(result):
+        result = asyncio.run(_await(result))
+    return list(result)
+
+
+async def _await(awaitable):
+    return await awaitable
+
+
+def _checked(name: str, values: list, n: int) -> list[float]:
+    if len(values) != n:
+        raise GroupwiseError(f"reward '{name}' returned {len(values)} values for {n} completions",
+                             "return one float (or None) per completion")
+    out = []
+    for v in values:
+        if v is None:
+            out.append(math.nan)
+        elif isinstance(v, int | float) and not isinstance(v, bool) or hasattr(v, "__float__"):
+            out.append(float(v))
+        else:
+            raise GroupwiseError(f"reward '{name}' returned {type(v).__name__} {v!r}",
+                                 "return a float or None per completion")
+    return out
+
+
+def _locate_failure(fn: RewardFn, prompts, completions, completion_ids, columns) -> tuple[int, Exception]:
+    """Re-run sample by sample to name the first sample that makes the function raise."""
+    for i in range(len(completions)):
+        try:
+            _call(fn, prompts[i:i + 1], completions[i:i + 1],
+                  completion_ids[i:i + 1] if completion_ids is not None else None,
+                  {k: v[i:i + 1] for k, v in columns.items()})
+        except Exception as err:  # noqa: BLE001 - user code
+            return i, err
+    return -1, RuntimeError("fails only on the whole batch")
+
+
+def score_batch(functions: list[RewardFunction], prompts: list, completions: list[str],
+                completion_ids: list[list[int]] | None, columns: dict[str, list], *, workers: int = 4,
+                timeout_s: float = 30.0, on_error: str = "raise") -> Scores:
+    """Score N completions with every function (in parallel); columns are aligned with completions."""
+    n = len(completions)
+    table = torch.full((n, len(functions)), math.nan)
+    errors: dict[str, int] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(functions))))
+    try:
+        futures = [pool.submit(_call, f.fn, prompts, completions, completion_ids, columns) for f in functions]
+        for j, (f, future) in enumerate(zip(functions, futures, strict=True)):
+            try:
+                table[:, j] = torch.tensor(_checked(f.name, future.result(timeout=timeout_s), n))
+            except GroupwiseError:
+                raise
+            except FutureTimeout:
+                _handle(f.name, None, f"took longer than {timeout_s:g}s", on_error, errors, n)
+                table[:, j] = 0.0
+            except Exception:  # noqa: BLE001 - user code: locate, then raise one clear line or count
+                index, err = _locate_failure(f.fn, prompts, completions, completion_ids, columns)
+                _handle(f.name, index, f"{type(err).__name__}: {err}", on_error, errors, 1 if index >= 0 else n)
+                table[:, j] = _per_sample_or_zero(f.fn, prompts, completions, completion_ids, columns)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    weights = torch.tensor([f.weight for f in functions])
+    scored = ~torch.isnan(table)
+    total = torch.where(scored, table * weights, 0.0).sum(-1)
+    total = torch.where(scored.any(-1), total, math.nan)
+    return Scores(table, total, [f.name for f in functions], errors)
+
+
+def _handle(name: str, index: int | None, what: str, on_error: str, errors: dict[str, int], count: int) -> None:
+    where = f" on sample {index}" if index is not None and index >= 0 else ""
+    if on_error == "raise":
+        raise GroupwiseError(f"reward function '{name}' failed{where}: {what}",
+                             "fix the function, or set rewards.on_error: zero to score failures as 0")
+    errors[name] = errors.get(name, 0) + count
+
+
+def _per_sample_or_zero(fn, prompts, completions, completion_ids, columns) -> Tensor:
+    values = []
+    for i in range(len(completions)):
+        try:
+            value = _call(fn, prompts[i:i + 1], completions[i:i + 1],
+                          completion_ids[i:i + 1] if completion_ids is not None else None,
+                          {k: v[i:i + 1] for k, v in columns.items()})[0]
+            values.append(math.nan if value is None else float(value))
+        except Exception:  # noqa: BLE001 - counted by the caller
+            values.append(0.0)
+    return torch.tensor(values)

@@ -1,0 +1,9 @@
+/*__SOLUTION__*/
+
+#[cfg(test)]
+mod tests {
+    #[allow(unused_imports)]
+    use super::*;
+
+/*__TESTS__*/
+}

@@ -1,0 +1,63 @@
+"""Run outputs written as the run goes: metrics.jsonl (+ TensorBoard) and samples.jsonl."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsLog:
+    """One JSON object per step in metrics.jsonl; the same scalars in TensorBoard when asked."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = False) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def write(self, step: int, metrics: dict[str, Any]) -> None:
+        record = {"step": step} | {k: _clean(v) for k, v in metrics.items()}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in metrics.items():
+                if isinstance(value, int | float) and math.isfinite(value):
+                    self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def write_samples(path: Path, step: int, batch, groups: int) -> None:
+    """The prompt, completions and rewards of the first `groups` groups of a step."""
+    g = batch.rollout.group_size
+    with path.open("a") as f:
+        for p in range(min(groups, len(batch.rows))):
+            rows = range(p * g, (p + 1) * g)
+            row = batch.rows[p]
+            f.write(json.dumps({
+                "step": step, "prompt": row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1],
+                "answer": row.get("answer"),
+                "completions": [batch.rollout.completions[i] for i in rows],
+                "rewards": [_clean(float(batch.scores.total[i])) for i in rows],
+                "advantages": [round(float(a), 4) for a in batch.advantages[p]],
+                "truncated": [not bool(batch.rollout.ended_with_eos[i]) for i in rows],
+            }) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+

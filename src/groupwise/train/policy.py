@@ -1,0 +1,60 @@
+"""The trained policy and its reference: LoRA (reference = adapter disabled) or full fine-tuning (frozen copy)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import PeftModel, get_peft_model
+from transformers import PreTrainedModel
+
+from groupwise.config.schema import Config
+from groupwise.errors import GroupwiseError
+
+
+@dataclass
+class Policy:
+    model: PreTrainedModel | PeftModel
+    reference: PreTrainedModel | None  # a frozen copy for full fine-tuning with beta > 0; None otherwise
+    lora: bool
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    @contextlib.contextmanager
+    def as_reference(self) -> Iterator[PreTrainedModel]:
+        """The reference model: the same weights with the LoRA adapter switched off, or the frozen copy."""
+        if self.lora:
+            with self.model.disable_adapter():
+                yield self.model
+        elif self.reference is not None:
+            yield self.reference
+        else:
+            raise RuntimeError("no reference model: algorithm.beta is 0")
+
+
+def wrap_policy(model: PreTrainedModel, cfg: Config) -> Policy:
+    """Attach a LoRA adapter, or prepare full fine-tuning with a frozen reference copy when beta > 0."""
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = True  # generate() keeps its KV cache; the training forward passes use_cache=False
+    if cfg.lora.enabled:
+        peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                                     target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+        try:
+            model = get_peft_model(model, peft_config)
+        except ValueError as err:
+            raise GroupwiseError(f"cannot apply LoRA: {str(err).splitlines()[0]}",
+                                 "check lora.target_modules (e.g. all-linear or q_proj,v_proj)") from err
+        if cfg.model.gradient_checkpointing:
+            model.enable_input_require_grads()
+        return Policy(model, None, lora=True)
+    reference = None
+    if cfg.algorithm.beta > 0:
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+    model.requires_grad_(True)
+    return Policy(model, reference, lora=False)

@@ -1,0 +1,261 @@
+"""One GRPO training step, top to bottom: rollout -> reward -> advantage -> loss -> update."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from groupwise.algorithms import (
+    focal_weights,
+    group_advantages,
+    importance_weights,
+    policy_loss,
+    soft_overlong_penalty,
+    success_rate,
+)
+from groupwise.config.schema import Config
+from groupwise.models.logprobs import sequence_logprobs
+from groupwise.rewards.compute import RewardFunction, Scores, score_batch
+from groupwise.rollout.generate import Rollout, concat_rollouts, generate_group_rollouts, select_groups
+from groupwise.train.batch import MicroBatch, loss_share, micro_batches
+from groupwise.train.policy import Policy
+
+Rows = list[dict[str, Any]]
+
+
+@dataclass
+class Batch:
+    """What one step trains on: the rollout, its rows, rewards and advantages, G completions per prompt."""
+
+    rollout: Rollout
+    rows: Rows  # one per prompt
+    scores: Scores
+    rewards: Tensor  # [P, G] total reward used for advantages (NaN: not scored)
+    advantages: Tensor  # [P, G]
+    sampling: dict[str, float] = field(default_factory=dict)
+
+
+def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, scheduler, cfg: Config,
+              rewards: list[RewardFunction], prompts: Callable[[int], tuple[Rows, list[str]]]) -> dict[str, Any]:
+    """Train on one rollout batch; `prompts(n)` hands out the next n rows and their rendered prompt texts."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    batch = collect_batch(policy, tokenizer, cfg, rewards, prompts, timings)  # rollout + reward + advantage
+    tick = time.perf_counter()
+    loss_mask = batch.rollout.completion_mask.clone()
+    if cfg.algorithm.overlong_filter:
+        loss_mask[~batch.rollout.ended_with_eos] = 0
+    advantages = batch.advantages.reshape(-1)
+    fixed = reference_and_old_logprobs(policy, batch.rollout, loss_mask, cfg)  # no-grad scoring pass
+    timings["logprobs_s"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    update = policy_updates(policy, optimizer, batch.rollout, advantages, loss_mask, fixed, cfg)  # loss + update
+    scheduler.step()
+    timings["update_s"] = time.perf_counter() - tick
+    timings["step_s"] = time.perf_counter() - clock
+    return step_metrics(batch, update, timings, cfg) | {"lr": scheduler.get_last_lr()[0], "_batch": batch}
+
+
+def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFunction],
+                  prompts: Callable[[int], tuple[Rows, list[str]]], timings: dict[str, float]) -> Batch:
+    """Sample groups and score them; with dynamic sampling (DAPO), keep only groups whose rewards differ."""
+    wanted, kept, rounds, consumed = cfg.rollout.prompts_per_step, [], 0, 0
+    timings["generate_s"] = timings["reward_s"] = 0.0
+    while True:
+        rounds += 1
+        rows, texts = prompts(wanted if not kept else wanted - sum(len(b.rows) for b in kept))
+        consumed += len(rows)
+        batch = rollout_and_score(policy, tokenizer, cfg, rewards, rows, texts, timings)
+        if not cfg.algorithm.dynamic_sampling:
+            return batch
+        varied = [p for p in range(len(rows)) if _has_variance(batch.rewards[p])]
+        kept.append(_subset(batch, varied))
+        have = sum(len(b.rows) for b in kept)
+        if have >= wanted or rounds >= cfg.algorithm.max_sampling_rounds:
+            break
+    merged = _merge(kept, tokenizer.pad_token_id) if have else batch
+    merged.sampling = {"sampling_rounds": rounds, "prompts_consumed": consumed, "groups_kept": have}
+    return merged
+
+
+def rollout_and_score(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFunction], rows: Rows,
+                      texts: list[str], timings: dict[str, float]) -> Batch:
+    tick = time.perf_counter()
+    r = cfg.rollout
+    rollout = generate_group_rollouts(policy.model, tokenizer, texts, group_size=r.group_size,
+                                      max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
+                                      batch_size=r.batch_size)
+    timings["generate_s"] += time.perf_counter() - tick
+    tick = time.perf_counter()
+    scores = score_rollout(rollout, rows, texts, rewards, cfg)
+    timings["reward_s"] += time.perf_counter() - tick
+    total = scores.total.view(len(rows), r.group_size)
+    a = cfg.algorithm
+    advantages = group_advantages(total, scale=a.scale, eps=a.adv_eps)
+    if a.focal_gamma > 0:
+        advantages = advantages * focal_weights(success_rate(total, a.success_threshold), a.focal_gamma)[:, None]
+    return Batch(rollout, rows, scores, total, advantages)
+
+
+def score_rollout(rollout: Rollout, rows: Rows, texts: list[str], rewards: list[RewardFunction],
+                  cfg: Config) -> Scores:
+    """Every reward function over the batch; DAPO's soft overlong punishment joins as one more column."""
+    g = rollout.group_size
+    columns = {k: [row.get(k) for row in rows for _ in range(g)] for k in {k for row in rows for k in row}}
+    columns.pop("prompt", None)
+    ids = [seq[: int(n)].tolist() for seq, n in zip(rollout.completion_ids, rollout.lengths, strict=True)]
+    prompts = [t for t in texts for _ in range(g)]
+    scores = score_batch(rewards, prompts, rollout.completions, ids, columns, workers=cfg.rewards.workers,
+                         timeout_s=cfg.rewards.timeout_s, on_error=cfg.rewards.on_error)
+    if cfg.algorithm.soft_overlong:
+        # a truncated completion counts as one token over the limit: DAPO punishes it fully (-1)
+        lengths = rollout.lengths + (~rollout.ended_with_eos).long()
+        penalty = soft_overlong_penalty(lengths, cfg.rollout.max_new_tokens, cfg.algorithm.overlong_cache)
+        scores = Scores(torch.cat([scores.per_function, penalty[:, None].float()], dim=1),
+                        torch.nan_to_num(scores.total, nan=0.0) + penalty, scores.names + ["soft_overlong"],
+                        scores.errors)
+    return scores
+
+
+def _has_variance(group: Tensor) -> bool:
+    valid = group[~torch.isnan(group)]
+    return valid.numel() > 1 and bool((valid != valid[0]).any())
+
+
+def _subset(batch: Batch, groups: list[int]) -> Batch:
+    g = batch.rollout.group_size
+    rows = torch.tensor([p * g + i for p in groups for i in range(g)], dtype=torch.long)
+    scores = Scores(batch.scores.per_function[rows], batch.scores.total[rows], batch.scores.names,
+                    batch.scores.errors)
+    return Batch(select_groups(batch.rollout, groups), [batch.rows[p] for p in groups], scores,
+                 batch.rewards[groups], batch.advantages[groups])
+
+
+def _merge(batches: list[Batch], pad_id: int) -> Batch:
+    batches = [b for b in batches if b.rows]
+    scores = Scores(torch.cat([b.scores.per_function for b in batches]), torch.cat([b.scores.total for b in batches]),
+                    batches[0].scores.names, batches[0].scores.errors)
+    return Batch(concat_rollouts([b.rollout for b in batches], pad_id), [r for b in batches for r in b.rows], scores,
+                 torch.cat([b.rewards for b in batches]), torch.cat([b.advantages for b in batches]))
+
+
+def _needs_old_logprobs(cfg: Config) -> bool:
+    """With one update per rollout the policy has not moved: old log-probs equal the current ones, detached."""
+    return cfg.algorithm.num_iterations > 1 or cfg.algorithm.mini_batches > 1
+
+
+@torch.no_grad()
+def reference_and_old_logprobs(policy: Policy, rollout: Rollout, loss_mask: Tensor, cfg: Config
+                               ) -> dict[str, Tensor]:
+    """Log-probs that stay fixed during the updates: the reference's (beta > 0) and the old policy's."""
+    out: dict[str, Tensor] = {}
+    rows = torch.arange(len(rollout.completions))
+    chunks = micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask)
+    temperature = cfg.rollout.temperature
+    if cfg.algorithm.beta > 0:
+        with policy.as_reference() as reference:
+            out["ref"] = _gather(chunks, rollout, lambda mb: _logprobs(reference, mb, cfg, temperature)[0])
+    if _needs_old_logprobs(cfg):
+        out["old"] = _gather(chunks, rollout, lambda mb: _logprobs(policy.model, mb, cfg, temperature)[0])
+    return out
+
+
+def _gather(chunks: list[MicroBatch], rollout: Rollout, fn) -> Tensor:
+    full = torch.zeros(rollout.completion_ids.shape, dtype=torch.float32)
+    for mb in chunks:
+        values = fn(mb)
+        full[mb.rows, : values.shape[1]] = values.float().cpu()
+    return full
+
+
+def _logprobs(model, mb: MicroBatch, cfg: Config, temperature: float) -> tuple[Tensor, Tensor]:
+    device = next(model.parameters()).device
+    return sequence_logprobs(model, mb.input_ids.to(device), mb.attention_mask.to(device), mb.completion_start,
+                             chunk=cfg.train.logprob_chunk, temperature=temperature)
+
+
+def policy_updates(policy: Policy, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: Tensor,
+                   loss_mask: Tensor, fixed: dict[str, Tensor], cfg: Config) -> dict[str, float]:
+    """num_iterations x mini_batches optimizer steps over the batch, accumulating gradients over micro-batches."""
+    a, n = cfg.algorithm, len(rollout.completions)
+    stats: dict[str, list[float]] = {}
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    for _ in range(a.num_iterations):
+        order = torch.randperm(n, generator=generator) if a.mini_batches > 1 else torch.arange(n)
+        for rows in order.chunk(a.mini_batches):
+            mini_stats = one_optimizer_step(policy, optimizer, rollout, rows, advantages, loss_mask, fixed, cfg)
+            for k, v in mini_stats.items():
+                stats.setdefault(k, []).append(v)
+    return {k: sum(v) / len(v) for k, v in stats.items()}
+
+
+def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout: Rollout, rows: Tensor,
+                       advantages: Tensor, loss_mask: Tensor, fixed: dict[str, Tensor], cfg: Config
+                       ) -> dict[str, float]:
+    a, device = cfg.algorithm, next(policy.model.parameters()).device
+    optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, float] = {}
+    total_loss = 0.0
+    for mb in micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask):
+        logp, entropy = _logprobs(policy.model, mb, cfg, cfg.rollout.temperature)
+        mask = mb.completion_mask.to(device)
+        old = mb.take(fixed["old"]).to(device) if "old" in fixed else logp.detach()
+        ref = mb.take(fixed["ref"]).to(device) if "ref" in fixed else None
+        is_weights, is_stats = None, {}
+        if a.importance_sampling != "off":
+            is_weights, is_stats = importance_weights(old, mb.take(rollout.sampling_logp).to(device), mask,
+                                                      level=a.importance_sampling, mode=a.is_mode, cap=a.is_cap)
+        loss, stats = policy_loss(logp, old, advantages[mb.rows].to(device), mask, kind=a.loss,
+                                  eps_low=a.eps_low, eps_high=a.eps_high, agg=a.agg,
+                                  max_tokens=cfg.rollout.max_new_tokens, ref_logp=ref, beta=a.beta,
+                                  kl_estimator=a.kl_estimator, is_weights=is_weights)
+        share = loss_share(a.agg, loss_mask[rows], mb.completion_mask)
+        (loss * share).backward()
+        total_loss += float(loss.detach()) * share
+        valid = mask.sum().clamp(min=1)
+        stats = stats | is_stats | {"entropy": float((entropy * mask).sum() / valid)}
+        for k, v in stats.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * share
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.train.max_grad_norm))
+    finite = math.isfinite(total_loss) and math.isfinite(grad_norm)
+    if finite:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return sums | {"loss": total_loss, "grad_norm": grad_norm, "skipped_update": float(not finite)}
+
+
+def step_metrics(batch: Batch, update: dict[str, float], timings: dict[str, float], cfg: Config) -> dict[str, Any]:
+    """Everything worth plotting about one step."""
+    r, scores = batch.rollout, batch.scores
+    metrics: dict[str, Any] = {}
+    for j, name in enumerate(scores.names):
+        column = scores.per_function[:, j]
+        valid = column[~torch.isnan(column)]
+        metrics[f"reward/{name}/mean"] = float(valid.mean()) if valid.numel() else math.nan
+        metrics[f"reward/{name}/std"] = float(valid.std()) if valid.numel() > 1 else 0.0
+    total = batch.rewards[~torch.isnan(batch.rewards)]
+    metrics["reward/mean"] = float(total.mean()) if total.numel() else math.nan
+    metrics["reward/std"] = float(total.std()) if total.numel() > 1 else 0.0
+    metrics["learnable_fraction"] = learnable_fraction(batch.rewards)
+    metrics["success_rate"] = float(success_rate(batch.rewards, cfg.algorithm.success_threshold).mean())
+    lengths = r.lengths.float()
+    metrics |= {"completion_len/mean": float(lengths.mean()), "completion_len/max": float(lengths.max()),
+                "truncated_fraction": float((~r.ended_with_eos).float().mean())}
+    metrics |= {k: v for k, v in update.items()}
+    metrics |= {k: round(v, 3) for k, v in timings.items()}
+    metrics["tokens_per_s"] = float(lengths.sum()) / max(timings.get("generate_s", 0.0), 1e-9)
+    metrics |= batch.sampling
+    for name, count in scores.errors.items():
+        metrics[f"reward/{name}/errors"] = count
+    return metrics
+
+
+def learnable_fraction(rewards: Tensor) -> float:
+    """Share of groups whose rewards are not all equal: only those carry a GRPO learning signal. rewards: [P, G]."""
+    return sum(_has_variance(group) for group in rewards) / max(len(rewards), 1)

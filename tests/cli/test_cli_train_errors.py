@@ -1,0 +1,32 @@
+import subprocess
+import sys
+
+import pytest
+
+CLI = [sys.executable, "-m", "groupwise.cli.main"]
+
+
+@pytest.mark.parametrize("args, text", [
+    (["train", "--set", "rollout.group_size=1"], "rollout.group_size"),
+    (["train", "--set", "train.micro_batch_size=5"], "must divide"),
+    (["train", "--set", "model.bogus=1"], "unknown config key 'model.bogus'"),
+    (["train", "missing.yaml"], "does not exist"),
+])
+def test_cli_reports_bad_input_in_one_line_with_exit_2(args, text, tmp_path):
+    done = subprocess.run(CLI + args + ["--run-dir", str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("precious")
+    done = subprocess.run(CLI + ["train", "--run-dir", str(run), "--set", "model.name=tiny-random"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--resume" in done.stderr and "--overwrite" in done.stderr
+    assert (run / "keep.txt").read_text() == "precious"

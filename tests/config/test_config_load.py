@@ -1,0 +1,52 @@
+import pytest
+
+from groupwise.config.load import build_config
+from groupwise.errors import GroupwiseError
+
+
+def test_embedded_default_is_the_grpo_arithmetic_job():
+    cfg = build_config()
+    assert cfg.model.name == "smollm2-135m"
+    assert cfg.data.task == "arithmetic"
+    assert cfg.algorithm.preset == "grpo" and cfg.algorithm.beta == 0.04 and cfg.algorithm.scale == "group"
+    assert cfg.eval.before_after and cfg.eval.num_problems >= 200
+
+
+def test_set_overrides_parse_yaml_values():
+    cfg = build_config(None, ["train.steps=7", "lora.enabled=false", "lora.target_modules=[q_proj, v_proj]"])
+    assert cfg.train.steps == 7 and cfg.lora.enabled is False and cfg.lora.target_modules == ["q_proj", "v_proj"]
+
+
+def test_preset_fills_knobs_and_explicit_keys_win(tmp_path):
+    cfg = build_config(None, ["algorithm.preset=dapo"])
+    assert (cfg.algorithm.eps_high, cfg.algorithm.beta, cfg.algorithm.agg) == (0.28, 0.0, "token-mean")
+    assert cfg.algorithm.dynamic_sampling and cfg.algorithm.overlong_filter
+    file = tmp_path / "c.yaml"
+    file.write_text("algorithm:\n  preset: dapo\n  beta: 0.01\n")
+    assert build_config(file).algorithm.beta == 0.01
+    assert build_config(file, ["algorithm.eps_high=0.3"]).algorithm.eps_high == 0.3
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.nope=1"], "unknown config key 'train.nope'"),
+    (["rollout.group_size=1"], "rollout.group_size"),
+    (["train.steps=many"], "train.steps"),
+    (["train.micro_batch_size=7"], "must divide the 64 completions"),
+    (["algorithm.preset=ppo"], "unknown algorithm.preset 'ppo'"),
+    (["trainsteps=3"], "not of the form section.key=value"),
+    (["algorithm.loss=dpo"], "algorithm.loss"),
+])
+def test_bad_config_is_one_clear_error(overrides, message):
+    with pytest.raises(GroupwiseError) as err:
+        build_config(None, overrides)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value) and " -- " in str(err.value)
+
+
+def test_bad_yaml_file_names_the_line(tmp_path):
+    file = tmp_path / "bad.yaml"
+    file.write_text("train:\n  steps: [1, 2\n")
+    with pytest.raises(GroupwiseError, match="not valid YAML at line"):
+        build_config(file)
+    with pytest.raises(GroupwiseError, match="does not exist"):
+        build_config(tmp_path / "missing.yaml")

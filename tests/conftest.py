@@ -1,0 +1,30 @@
+"""Shared fixtures: a seeded tiny-random model and tokenizer, and a small config for fast runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from groupwise.config.load import build_config
+from groupwise.models.tiny import build_tiny_random
+
+torch.set_num_threads(2)
+
+TINY_OVERRIDES = [
+    "model.name=tiny-random", "rollout.prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=8",
+    "train.micro_batch_size=8", "train.steps=2", "eval.before_after=false", "log.progress=false",
+    "data.train_size=64", "data.heldout_size=16",
+]
+
+
+@pytest.fixture
+def tiny():
+    return build_tiny_random(seed=0)
+
+
+@pytest.fixture
+def tiny_config():
+    def make(*extra: str):
+        return build_config(None, TINY_OVERRIDES + list(extra))
+
+    return make
