@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import shutil
+import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +15,7 @@ from rich.table import Table
 from groupwise.cli.errors import one_line_errors
 from groupwise.config.load import build_config
 from groupwise.errors import GroupwiseError
+from groupwise.evaluate.commands import register_evaluate_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GRPO post-training with verifiable rewards.")
@@ -25,6 +27,8 @@ SET_HELP = "Override one config value: section.key=value (repeatable), e.g. --se
 def prepare_run_dir(run_dir: Path | None, overwrite: bool) -> Path:
     """A fresh run folder: never reuse one silently."""
     run_dir = run_dir or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GroupwiseError(f"run folder '{run_dir}' exists and is not a folder", "choose another --run-dir")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise GroupwiseError(f"run folder '{run_dir}' already exists",
@@ -48,14 +52,51 @@ def train(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Output folder (default runs/run-DATE-TIME)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    preflight: Annotated[bool, typer.Option("--preflight", help="Sample a few groups with the base model, "
+                                            "print the expected learnable fraction and exit.")] = False,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run folder from its newest "
+                                                "intact checkpoint with its config.yaml (--set only for "
+                                                "train.steps/save_every/keep_checkpoints/max_nonfinite/"
+                                                "threads, model.device, log.progress/tensorboard).")] = None,
 ) -> None:
     """Train with GRPO (or a variant) and write a run folder."""
+    if resume is not None:
+        return resume_training(resume, set_, extra=config or run_dir or overwrite or preflight)
     cfg = build_config(config, set_)
+    if preflight:
+        from groupwise.evaluate.preflight import preflight as run_preflight
+        from groupwise.evaluate.preflight import print_preflight
+
+        return print_preflight(run_preflight(cfg))
+    created = not (run_dir and run_dir.exists())
     folder = prepare_run_dir(run_dir, overwrite)
+    print_summary(run_and_report(cfg, folder, resume=False, created=created))
+
+
+def resume_training(folder: Path, overrides: list[str], extra: object) -> None:
+    """`train --resume RUN_DIR`: the run's own config, a few safe --set keys, the newest intact checkpoint."""
+    from groupwise.train.checkpoint import resume_config
+
+    if extra:
+        raise GroupwiseError("--resume continues a run with the config saved in its folder",
+                             "drop the config file, --run-dir, --overwrite and --preflight")
+    print_summary(run_and_report(resume_config(folder, overrides), folder, resume=True))
+
+
+def run_and_report(cfg, folder: Path, *, resume: bool, created: bool = False) -> dict:
+    """Train; SIGINT/SIGTERM exit 130/143 with the resume command; a failed fresh start leaves no half run."""
+    from groupwise.train.checkpoint import TrainingInterrupted, discard_untrained
     from groupwise.train.loop import train as run_training
 
-    summary = run_training(cfg, folder, console=console)
-    print_summary(summary)
+    try:
+        return run_training(cfg, folder, console=console, resume=resume)
+    except TrainingInterrupted as stop:
+        print(stop, file=sys.stderr)
+        raise typer.Exit(stop.exit_code) from None
+    except BaseException:
+        if not resume:
+            discard_untrained(folder, created)
+        raise
 
 
 def print_summary(summary: dict) -> None:
@@ -72,27 +113,51 @@ def print_summary(summary: dict) -> None:
         Console().print(f"training took {summary['train_minutes']:.1f} min; run folder: {summary['run_dir']}")
 
 
+@app.command()
+@one_line_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write (must not exist yet).")],
+    merge: Annotated[bool, typer.Option("--merge", help="Merge a LoRA adapter into the weights.")] = False,
+) -> None:
+    """Write a run's trained model as a Hugging Face folder with its tokenizer and chat template."""
+    from groupwise.models.export import export_run
+
+    Console().print(f"exported {run} to {export_run(run, out, merge=merge)}")
+
+
 @app.command("eval")
 @one_line_errors
 def eval_(
-    model: str = typer.Argument(..., help="A run folder, or a model name/path (smollm2-135m, a folder, a .gguf)."),
-    config: Path | None = typer.Option(None, "--config", help="YAML config for data and rewards."),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    problems: int | None = typer.Option(None, "--problems", help="Held-out problems (default eval.num_problems)."),
-    out: Path | None = typer.Option(None, "--out", help="Write the result as JSON here."),
+    model: Annotated[str, typer.Argument(help="A run folder, or a model name/path (smollm2-135m, a .gguf).")],
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config for data and rewards.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="Built-in task name or data file to evaluate on (default: the config's held-out split).")
+    ] = None,
+    problems: Annotated[int | None, typer.Option("--problems", help="Problems (default eval.num_problems).")
+                        ] = None,
+    samples: Annotated[int | None, typer.Option(
+        "--samples", min=0, help="Sampled completions per problem for pass@k and mean reward (default "
+        "eval.samples; 0: greedy only).")] = None,
+    k: Annotated[str, typer.Option("--k", help="pass@k values, comma-separated; those above --samples are "
+                                   "skipped.")] = "1,8,64",
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", help="Another model or run folder, evaluated on the same problems, shown side by side.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for results.jsonl (per problem; a rerun resumes) and summary.json.")] = None,
 ) -> None:
-    """Greedy accuracy and sampled mean reward on the held-out split."""
-    from groupwise.evaluate.run import evaluate_model
+    """Greedy accuracy, unbiased pass@k and mean reward per function on held-out problems."""
+    from groupwise.evaluate.eval_command import run_eval
+    from groupwise.evaluate.passk_eval import parse_ks, results_table
 
-    result = evaluate_model(model, config, list(set_), problems, console=console)
-    table = Table(title=f"held-out evaluation of {model}")
-    for key in ("problems", "greedy_accuracy", "sampled_mean_reward"):
-        table.add_column(key, justify="right")
-    table.add_row(str(result["problems"]), f"{100 * result['greedy_accuracy']:.1f}%",
-                  f"{result.get('sampled_mean_reward', float('nan')):.3f}")
-    Console().print(table)
-    if out:
-        out.write_text(json.dumps(result, indent=2))
+    result = run_eval(model, config, list(set_ or []), problems=problems, data=data, samples=samples,
+                      ks=parse_ks(k), baseline=baseline, out=out, console=console)
+    Console().print(results_table(model, result["summary"], baseline, result.get("baseline_summary")))
+
+
+register_evaluate_commands(app, console)
 
 
 def main() -> None:

@@ -15,7 +15,9 @@ class ModelConfig(Section):
     name: str = Field("smollm2-135m", description="Built-in name (smollm2-135m, tiny-random), a local folder, "
                       "a .gguf file, or a hub id.")
     gguf_file: str | None = Field(None, description="GGUF file inside `name` (a folder or hub repo) to dequantize.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights' dtype for training.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights' dtype; auto: a frozen LoRA base in bfloat16 where the device computes bf16 "
+        "fast (AVX512-BF16/AMX CPUs, CUDA), else float32. Trainable weights stay float32.")
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu' or 'cuda[:N]'.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
     cache_dir: str | None = Field(None, description="Where dequantized GGUF models are cached as safetensors "
@@ -106,7 +108,11 @@ class AlgorithmConfig(Section):
 
 
 class RolloutConfig(Section):
-    engine: Literal["hf"] = Field("hf", description="Generation engine.")
+    engine: Literal["fast", "hf"] = Field("fast", description="fast: a merged copy of the policy decoding each "
+                                          "prompt once per group; hf: plain transformers generate.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Precision of the fast engine's weights; auto: bfloat16 where the device computes it "
+        "fast (AVX512-BF16/AMX CPUs, CUDA), else float32.")
     prompts_per_step: int = Field(8, ge=1, description="Distinct prompts per training step.")
     group_size: int = Field(8, ge=2, description="Completions per prompt (GRPO group).")
     max_new_tokens: int = Field(32, ge=1, description="Completion length limit.")
@@ -116,6 +122,8 @@ class RolloutConfig(Section):
 
 
 class TrainConfig(Section):
+    bf16: Literal["auto"] | bool = Field("auto", description="bf16 autocast for the training forward/backward "
+                                         "(fp32 weights and optimizer); auto: where the device computes it fast.")
     steps: int = Field(20, ge=1, description="Training steps (one rollout batch each).")
     learning_rate: float = Field(5e-5, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")

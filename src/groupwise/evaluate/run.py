@@ -8,7 +8,7 @@ from typing import Any
 from groupwise.config.load import build_config
 from groupwise.data.source import load_rows
 from groupwise.evaluate.accuracy import evaluate_rows
-from groupwise.models.load import load_model_and_tokenizer, resolve_device
+from groupwise.models.load import load_configured_model, resolve_device
 from groupwise.models.trained import is_run_dir, load_trained
 from groupwise.rewards.compute import build_reward_functions
 
@@ -17,9 +17,7 @@ def load_for_eval(model: str, config: Path | None, overrides: list[str]):
     if is_run_dir(model):
         return load_trained(model, overrides)
     cfg = build_config(config, overrides + [f"model.name={model}"])
-    loaded, tokenizer = load_model_and_tokenizer(cfg.model.name, gguf_file=cfg.model.gguf_file,
-                                                 dtype=cfg.model.dtype, cache_dir=cfg.model.cache_dir,
-                                                 seed=cfg.train.seed)
+    loaded, tokenizer = load_configured_model(cfg)
     return loaded.eval(), tokenizer, cfg
 
 

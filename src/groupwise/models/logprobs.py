@@ -63,3 +63,32 @@ def naive_sequence_logprobs(model: PreTrainedModel, input_ids: Tensor, attention
                    use_cache=False).logits.float() / temperature
     logp = torch.log_softmax(logits[:, completion_start - 1:-1], dim=-1)
     return logp.gather(-1, input_ids[:, completion_start:, None]).squeeze(-1)
+
+
+def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, prompt_of_row: Tensor,
+                           completion_ids: Tensor, completion_mask: Tensor, chunk: int = 1024,
+                           temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """`sequence_logprobs` with each distinct prompt run once and its KV cache fanned out to its completions.
+
+    prompt_ids/prompt_mask: [U, P] distinct prompts (left-padded); prompt_of_row: [M] index into U;
+    completion_ids/completion_mask: [M, C]. A GRPO group shares one prompt, so the prompt part of the forward
+    (and of its backward) costs 1/G of the plain path. Gradients reach the prompt through the shared cache.
+    """
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    prompt_positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
+    prompt_out = body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_positions,
+                      use_cache=True)
+    cache = prompt_out.past_key_values
+    cache.reorder_cache(prompt_of_row)
+    row_prompt_mask = prompt_mask[prompt_of_row]
+    start = row_prompt_mask.long().sum(-1, keepdim=True)
+    positions = start + torch.arange(completion_ids.shape[1], device=completion_ids.device)[None]
+    completion_out = body(input_ids=completion_ids, past_key_values=cache, use_cache=True,
+                          attention_mask=torch.cat([row_prompt_mask, completion_mask], dim=1),
+                          position_ids=positions)
+    first = prompt_out.last_hidden_state[:, -1][prompt_of_row]  # predicts each row's first completion token
+    h = torch.cat([first[:, None], completion_out.last_hidden_state[:, :-1]], dim=1)
+    b, c = completion_ids.shape
+    logp, entropy = chunked_token_logprobs(h.reshape(b * c, -1), model.get_output_embeddings(),
+                                           completion_ids.reshape(-1), chunk, temperature)
+    return logp.view(b, c), entropy.view(b, c)

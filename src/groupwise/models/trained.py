@@ -7,7 +7,7 @@ from pathlib import Path
 from groupwise.config.load import build_config
 from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
-from groupwise.models.load import load_model_and_tokenizer
+from groupwise.models.load import load_configured_model
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -22,9 +22,7 @@ def load_trained(run_dir: str | Path, overrides: list[str] | None = None, weight
     if not folder.is_dir():
         raise GroupwiseError(f"run folder '{run_dir}' has no '{weights}' weights (did the run finish?)",
                              "train to the end, or resume it with groupwise train --resume")
-    model, tokenizer = load_model_and_tokenizer(cfg.model.name, gguf_file=cfg.model.gguf_file,
-                                                dtype=cfg.model.dtype, cache_dir=cfg.model.cache_dir,
-                                                seed=cfg.train.seed)
+    model, tokenizer = load_configured_model(cfg)
     if (folder / "adapter_config.json").is_file():
         from peft import PeftModel
 

@@ -27,6 +27,7 @@ def build_program(code: str, test: str) -> str:
 def run_python_test(code: str, test: str, limits: SandboxLimits) -> bool:
     """Whether ``test`` passes against ``code`` (exit status 0 within the limits)."""
     binary, binds = python_interpreter()
-    result = run_sandboxed([binary, "-I", "-B", _SCRIPT], {_SCRIPT: build_program(code, test)}, limits,
+    # -I: isolated (no env vars, no user site); -S: no site-packages either (stdlib only, 5x faster start)
+    result = run_sandboxed([binary, "-I", "-S", "-B", _SCRIPT], {_SCRIPT: build_program(code, test)}, limits,
                            extra_ro_binds=binds)
     return result.ok

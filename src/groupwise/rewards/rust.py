@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from groupwise.errors import GroupwiseError
+from groupwise.rewards import sandbox as sb
 from groupwise.rewards.sandbox import BOX, SandboxLimits, SandboxResult, Slot, acquire_slot, run_sandboxed
 
 TARGET = "/target"
@@ -123,11 +124,10 @@ class RustRunner:
     def _target(self, slot: Slot) -> str:
         path = self.root / f"slot-{slot.index}"
         path.mkdir(parents=True, exist_ok=True)
-        if slot.dedicated and path.stat().st_uid != slot.uid:
-            for parent, dirs, names in os.walk(path):
-                for name in [*dirs, *names]:
-                    os.lchown(os.path.join(parent, name), slot.uid, slot.gid)
-            os.chown(path, slot.uid, slot.gid)
+        as_slot = sb.runs_as_slot_uid(slot, self.toolchain.cargo, [self.toolchain.sysroot])
+        uid, gid = (slot.uid, slot.gid) if as_slot else (os.geteuid(), os.getegid())
+        if any(p.stat().st_uid != uid for p in [path, *path.glob("*"), *path.glob("debug/*")]):
+            sb.chown_tree(path, uid, gid)  # left by a run as another uid (e.g. without bwrap): hand it over
         return str(path)
 
     def _cargo(self, slot: Slot, args: list[str], files: dict[str, str], **env: str) -> SandboxResult:

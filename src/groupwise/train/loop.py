@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,14 +13,29 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from groupwise.config.load import dump_config
 from groupwise.config.schema import Config
+from groupwise.data.difficulty import DifficultyFilter, wrap_with_difficulty_filter
 from groupwise.data.prompts import render_prompt
 from groupwise.data.source import load_rows
+from groupwise.errors import GroupwiseError
 from groupwise.evaluate.accuracy import evaluate_rows
-from groupwise.models.load import load_model_and_tokenizer, resolve_device
+from groupwise.models.load import load_configured_model, resolve_device
 from groupwise.rewards.compute import build_reward_functions
+from groupwise.train.checkpoint import (
+    Checkpoint,
+    Stateful,
+    StopRequest,
+    TrainingInterrupted,
+    discard_newer,
+    load_latest_intact,
+    restore_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    truncate_logs,
+)
 from groupwise.train.metrics import MetricsLog, write_samples
 from groupwise.train.optim import build_optimizer
 from groupwise.train.policy import Policy, wrap_policy
@@ -64,35 +81,52 @@ def render_all(rows: list[dict[str, Any]], tokenizer, cfg: Config) -> list[str]:
                           chat_template=d.chat_template) for row in rows]
 
 
-def train(cfg: Config, run_dir: Path, *, console=None) -> dict[str, Any]:
-    """Run the configured job; returns the summary also written to run_dir/summary.json."""
+def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
+          components: dict[str, Stateful] | None = None) -> dict[str, Any]:
+    """Run the job (`resume`: from the newest intact checkpoint); returns the summary (run_dir/summary.json).
+
+    `components`: more stateful parts saved in checkpoints, name -> object with state_dict/load_state_dict.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.model.device)
-    model, tokenizer = load_model_and_tokenizer(cfg.model.name, gguf_file=cfg.model.gguf_file,
-                                                dtype=cfg.model.dtype, cache_dir=cfg.model.cache_dir,
-                                                seed=cfg.train.seed)
-    model.to(device)
-    rewards = build_reward_functions(cfg.rewards.functions, cfg.sandbox.model_dump())
-    train_rows = load_rows(cfg.data, "train")
-    stream = PromptStream(train_rows, render_all(train_rows, tokenizer, cfg), cfg.data.seed)
+    rewards = build_reward_functions(cfg.rewards.functions, cfg.sandbox.model_dump())  # before the model
+    train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
     heldout = load_rows(cfg.data, "heldout")[: cfg.eval.num_problems] if _evaluates(cfg) else []
+    model, tokenizer = load_configured_model(cfg)
+    model.to(device)
+    stream = PromptStream(train_rows, render_all(train_rows, tokenizer, cfg), cfg.data.seed)
     heldout_texts = render_all(heldout, tokenizer, cfg)
+    components = dict(components or {})  # stateful parts saved in checkpoints (register yours here)
+    prompts = wrap_with_difficulty_filter(stream, cfg.data.difficulty_filter, cfg.algorithm.success_threshold)
+    if isinstance(prompts, DifficultyFilter):
+        components["difficulty_filter"] = prompts
+    checkpoint = resume_point(run_dir, cfg, console) if resume else None
+    state = dict(checkpoint.loop) if checkpoint else {}  # loop counters saved with the checkpoint
     summary: dict[str, Any] = {"run_dir": str(run_dir)}
     if cfg.eval.before_after:
-        summary["base"] = _evaluate(model, tokenizer, heldout, heldout_texts, rewards, cfg, console, "base")
+        summary["base"] = state.get("base") or _evaluate(model, tokenizer, heldout, heldout_texts, rewards,
+                                                         cfg, console, "base")
     policy = wrap_policy(model, cfg)
     optimizer, scheduler = build_optimizer(policy.trainable_parameters(), cfg.train)
+    start = saved = checkpoint.step if checkpoint else 0
+    if checkpoint:
+        restore_checkpoint(checkpoint, policy, optimizer, scheduler, components)
+        stream.cursor, stream.order = checkpoint.cursor, []
+        restore_rng(checkpoint.state["rng"])  # last: nothing may draw random numbers before the next step
     log = MetricsLog(run_dir, cfg.log.tensorboard)
-    started = time.perf_counter()
-    low_streak = 0
-    with StepProgress(cfg.train.steps, enabled=cfg.log.progress, console=console) as progress:
-        for step in range(1, cfg.train.steps + 1):
-            metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, stream)
+    started = time.perf_counter() - state.get("train_seconds", 0.0)
+    low_streak, nonfinite = state.get("low_streak", 0), state.get("nonfinite", 0)
+    progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress, console=console)
+    with StopRequest() as stop, progress_bar as progress:
+        for step in range(start + 1, cfg.train.steps + 1):
+            metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts)
             batch = metrics.pop("_batch")
+            if isinstance(prompts, DifficultyFilter):
+                metrics |= prompts.after_step(batch.rows, batch.rewards)
             if cfg.eval.every and step % cfg.eval.every == 0:
                 result = evaluate_rows(policy.model, tokenizer, heldout, heldout_texts, rewards, cfg, samples=0)
                 metrics["eval/greedy_accuracy"] = result["greedy_accuracy"]
@@ -103,6 +137,17 @@ def train(cfg: Config, run_dir: Path, *, console=None) -> dict[str, Any]:
             if low_streak == cfg.log.learnable_warn_steps:
                 progress.warn(learnability_warning(metrics, cfg))
             progress.update(step, metrics)
+            nonfinite = nonfinite + 1 if metrics.get("skipped_update", 0) > 0 else 0
+            if nonfinite >= cfg.train.max_nonfinite:
+                raise nonfinite_error(nonfinite, step, saved, run_dir)
+            if nonfinite == 0 and (stop.signum or step == cfg.train.steps or _due(step, cfg)):
+                loop = {"low_streak": low_streak, "nonfinite": nonfinite, "base": summary.get("base"),
+                        "train_seconds": time.perf_counter() - started}
+                save_checkpoint(run_dir, step, policy, optimizer, scheduler, cursor=stream.cursor,
+                                components=components, loop=loop, keep=cfg.train.keep_checkpoints)
+                saved = step
+            if stop.signum:
+                raise TrainingInterrupted(saved, stop.signum, run_dir)
     summary["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
     log.close()
     save_final(policy, tokenizer, run_dir / "final")
@@ -113,6 +158,33 @@ def train(cfg: Config, run_dir: Path, *, console=None) -> dict[str, Any]:
                                               - summary["base"]["greedy_accuracy"]), 1)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _due(step: int, cfg: Config) -> bool:
+    return bool(cfg.train.save_every) and step % cfg.train.save_every == 0
+
+
+def resume_point(run_dir: Path, cfg: Config, console=None) -> Checkpoint | None:
+    """The newest intact checkpoint; newer broken ones are deleted and the logs cut back to its step."""
+    checkpoint = load_latest_intact(run_dir)
+    step = checkpoint.step if checkpoint else 0
+    if step > cfg.train.steps:
+        raise GroupwiseError(f"the run's checkpoint is at step {step}, beyond train.steps={cfg.train.steps}",
+                             f"resume with --set train.steps={step} or more")
+    discard_newer(run_dir, step)
+    truncate_logs(run_dir, step)
+    (run_dir / "summary.json").unlink(missing_ok=True)
+    where = f"checkpoint {checkpoint.folder.name}" if checkpoint else "the start (no intact checkpoint yet)"
+    (console or Console(stderr=True)).print(f"resuming from {where} at step {step}")
+    return checkpoint
+
+
+def nonfinite_error(count: int, step: int, saved: int, run_dir: Path) -> GroupwiseError:
+    """The run diverged: name it and the fix; the checkpoint of step `saved` is the last good one."""
+    kept = f"the last good checkpoint (step {saved}) is kept in {run_dir}" if saved else "nothing was saved"
+    return GroupwiseError(f"{count} non-finite updates in a row (NaN/inf loss or gradients) at step {step}; "
+                          f"{kept}", "lower train.learning_rate or train.max_grad_norm, use model.dtype "
+                          "float32 or bfloat16 (not float16), check the reward functions, start a new run")
 
 
 def _evaluates(cfg: Config) -> bool:
@@ -143,7 +215,12 @@ def learnability_warning(metrics: dict[str, Any], cfg: Config) -> str:
 
 
 def save_final(policy: Policy, tokenizer, folder: Path) -> None:
-    """The adapter (LoRA) or the full model, with the tokenizer, in Hugging Face format."""
-    folder.mkdir(parents=True, exist_ok=True)
-    policy.model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    """The adapter (LoRA) or full model with the tokenizer in Hugging Face format, written then renamed."""
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    policy.model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(partial, folder)

@@ -12,8 +12,11 @@ from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
-from groupwise.config.schema import Config
+from groupwise.config.schema import Config, RolloutConfig
 from groupwise.errors import GroupwiseError
+from groupwise.models.precision import bf16_pays, resolve_bf16
+from groupwise.rollout.engine import GenerationEngine
+from groupwise.rollout.generate import Rollout, generate_group_rollouts
 
 
 @dataclass
@@ -21,6 +24,27 @@ class Policy:
     model: PreTrainedModel | PeftModel
     reference: PreTrainedModel | None  # a frozen copy for full fine-tuning with beta > 0; None otherwise
     lora: bool
+    engine: GenerationEngine | None = None  # the fast sampler: a merged copy, refreshed after each update
+    bf16: bool = False  # autocast the training passes
+    version: int = 0  # optimizer updates so far; the engine re-syncs when it lags behind
+    _engine_version: int = -1
+
+    def updated(self) -> None:
+        self.version += 1
+
+    def sample(self, tokenizer, texts: list[str], rollout: RolloutConfig, *, group_size: int | None = None,
+               greedy: bool = False) -> Rollout:
+        """Completions for `texts` from the current weights, through the fast engine or plain `generate`."""
+        group = group_size or rollout.group_size
+        if self.engine is None:
+            return generate_group_rollouts(self.model, tokenizer, texts, group_size=group,
+                                           max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
+                                           top_p=rollout.top_p, greedy=greedy, batch_size=rollout.batch_size)
+        if self._engine_version != self.version:
+            self.engine.sync(self.model)
+            self._engine_version = self.version
+        return self.engine.rollouts(tokenizer, texts, group_size=group, max_new_tokens=rollout.max_new_tokens,
+                                    temperature=rollout.temperature, top_p=rollout.top_p, greedy=greedy)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -52,9 +76,20 @@ def wrap_policy(model: PreTrainedModel, cfg: Config) -> Policy:
                                  "check lora.target_modules (e.g. all-linear or q_proj,v_proj)") from err
         if cfg.model.gradient_checkpointing:
             model.enable_input_require_grads()
-        return Policy(model, None, lora=True)
+        return _with_engine(Policy(model, None, lora=True), cfg)
     reference = None
     if cfg.algorithm.beta > 0:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     model.requires_grad_(True)
-    return Policy(model, reference, lora=False)
+    return _with_engine(Policy(model, reference, lora=False), cfg)
+
+
+def _with_engine(policy: Policy, cfg: Config) -> Policy:
+    policy.bf16 = resolve_bf16(cfg.train.bf16, policy.model)
+    if cfg.rollout.engine == "fast":
+        dtype = cfg.rollout.dtype
+        if dtype == "auto":
+            dtype = "bfloat16" if bf16_pays(policy.model) else "float32"
+        policy.engine = GenerationEngine(policy.model, getattr(torch, dtype))
+        policy._engine_version = policy.version
+    return policy

@@ -20,10 +20,10 @@ from groupwise.algorithms import (
     success_rate,
 )
 from groupwise.config.schema import Config
-from groupwise.models.logprobs import sequence_logprobs
+from groupwise.models.precision import autocast
 from groupwise.rewards.compute import RewardFunction, Scores, score_batch
-from groupwise.rollout.generate import Rollout, concat_rollouts, generate_group_rollouts, select_groups
-from groupwise.train.batch import MicroBatch, loss_share, micro_batches
+from groupwise.rollout.generate import Rollout, concat_rollouts, select_groups
+from groupwise.train.batch import MicroBatch, loss_share, micro_batch_logprobs, micro_batches
 from groupwise.train.policy import Policy
 
 Rows = list[dict[str, Any]]
@@ -88,9 +88,7 @@ def rollout_and_score(policy: Policy, tokenizer, cfg: Config, rewards: list[Rewa
                       texts: list[str], timings: dict[str, float]) -> Batch:
     tick = time.perf_counter()
     r = cfg.rollout
-    rollout = generate_group_rollouts(policy.model, tokenizer, texts, group_size=r.group_size,
-                                      max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                                      batch_size=r.batch_size)
+    rollout = policy.sample(tokenizer, texts, r)
     timings["generate_s"] += time.perf_counter() - tick
     tick = time.perf_counter()
     scores = score_rollout(rollout, rows, texts, rewards, cfg)
@@ -159,11 +157,16 @@ def reference_and_old_logprobs(policy: Policy, rollout: Rollout, loss_mask: Tens
     chunks = micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask)
     temperature = cfg.rollout.temperature
     if cfg.algorithm.beta > 0:
-        with policy.as_reference() as reference:
+        with policy.as_reference() as reference, autocast(_device(policy), policy.bf16):
             out["ref"] = _gather(chunks, rollout, lambda mb: _logprobs(reference, mb, cfg, temperature)[0])
     if _needs_old_logprobs(cfg):
-        out["old"] = _gather(chunks, rollout, lambda mb: _logprobs(policy.model, mb, cfg, temperature)[0])
+        with autocast(_device(policy), policy.bf16):
+            out["old"] = _gather(chunks, rollout, lambda mb: _logprobs(policy.model, mb, cfg, temperature)[0])
     return out
+
+
+def _device(policy: Policy) -> torch.device:
+    return next(policy.model.parameters()).device
 
 
 def _gather(chunks: list[MicroBatch], rollout: Rollout, fn) -> Tensor:
@@ -176,8 +179,9 @@ def _gather(chunks: list[MicroBatch], rollout: Rollout, fn) -> Tensor:
 
 def _logprobs(model, mb: MicroBatch, cfg: Config, temperature: float) -> tuple[Tensor, Tensor]:
     device = next(model.parameters()).device
-    return sequence_logprobs(model, mb.input_ids.to(device), mb.attention_mask.to(device), mb.completion_start,
-                             chunk=cfg.train.logprob_chunk, temperature=temperature)
+    # gradient checkpointing drops the KV cache that prompt sharing hands from prompt to completions
+    return micro_batch_logprobs(model, mb.to(device), chunk=cfg.train.logprob_chunk, temperature=temperature,
+                                shared_prompts=not cfg.model.gradient_checkpointing)
 
 
 def policy_updates(policy: Policy, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: Tensor,
@@ -203,7 +207,8 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
     sums: dict[str, float] = {}
     total_loss = 0.0
     for mb in micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask):
-        logp, entropy = _logprobs(policy.model, mb, cfg, cfg.rollout.temperature)
+        with autocast(device, policy.bf16):
+            logp, entropy = _logprobs(policy.model, mb, cfg, cfg.rollout.temperature)
         mask = mb.completion_mask.to(device)
         old = mb.take(fixed["old"]).to(device) if "old" in fixed else logp.detach()
         ref = mb.take(fixed["ref"]).to(device) if "ref" in fixed else None
@@ -226,6 +231,7 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
     finite = math.isfinite(total_loss) and math.isfinite(grad_norm)
     if finite:
         optimizer.step()
+        policy.updated()
     optimizer.zero_grad(set_to_none=True)
     return sums | {"loss": total_loss, "grad_norm": grad_norm, "skipped_update": float(not finite)}
 

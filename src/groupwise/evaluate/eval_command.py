@@ -1,0 +1,57 @@
+"""What `groupwise eval` runs: load the model (and a baseline), pick the problems, evaluate, write OUT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from groupwise.config.schema import Config
+from groupwise.data.source import load_rows
+from groupwise.evaluate.data_spec import base_config, data_overrides
+from groupwise.evaluate.passk_eval import check_meta, evaluate_passk, unique_rows, usable_ks
+from groupwise.evaluate.run import load_for_eval
+from groupwise.evaluate.sampling import success_threshold
+from groupwise.models.load import resolve_device
+from groupwise.rewards.compute import build_reward_functions
+
+
+def run_eval(model: str, config: Path | None, overrides: list[str], *, problems: int | None = None,
+             data: str | None = None, samples: int | None = None, ks: list[int] | None = None,
+             baseline: str | None = None, out: Path | None = None, console=None) -> dict[str, Any]:
+    """Evaluate `model` (and `baseline` on the same problems, rewards and prompts); returns both summaries."""
+    overrides = overrides + data_overrides(data, base_config(model, config, overrides).data, "heldout")
+    loaded, tokenizer, cfg = load_for_eval(model, config, overrides)
+    samples = cfg.eval.samples if samples is None else samples
+    ks = usable_ks(ks or [1], samples)
+    rows = unique_rows(load_rows(cfg.data, "heldout"))[: problems or cfg.eval.num_problems]
+    result = {"model": model, "summary": _evaluate_one(model, loaded, tokenizer, rows, cfg, samples, ks, out,
+                                                       "eval", console)}
+    if baseline:
+        other, other_tokenizer, _ = load_for_eval(baseline, config, overrides)
+        result |= {"baseline": baseline,
+                   "baseline_summary": _evaluate_one(baseline, other, other_tokenizer, rows, cfg, samples, ks,
+                                                     out / "baseline" if out else None, "baseline", console)}
+    if out:
+        (out / "comparison.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _evaluate_one(name: str, model, tokenizer, rows, cfg: Config, samples: int, ks: list[int],
+                  out: Path | None, label: str, console) -> dict[str, Any]:
+    from groupwise.train.loop import render_all
+    from groupwise.train.progress import count_progress
+
+    if out:
+        r = cfg.rollout
+        check_meta(out, {"model": name, "samples": samples, "threshold": success_threshold(cfg),
+                         "max_new_tokens": r.max_new_tokens, "temperature": r.temperature})
+    model.to(resolve_device(cfg.model.device))
+    rewards = build_reward_functions(cfg.rewards.functions, cfg.sandbox.model_dump())
+    with count_progress(len(rows), label, enabled=cfg.log.progress, console=console) as advance:
+        summary = evaluate_passk(model, tokenizer, rows, render_all(rows, tokenizer, cfg), rewards, cfg,
+                                 samples=samples, ks=ks, out_dir=out, progress=advance)
+    summary["threshold"] = success_threshold(cfg)
+    if out:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

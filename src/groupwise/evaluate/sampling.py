@@ -1,0 +1,83 @@
+"""Per-problem sampling: N completions per prompt, scored, reduced to (n, correct, mean reward)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from groupwise.config.schema import Config
+from groupwise.rewards.compute import RewardFunction
+from groupwise.rollout.generate import generate_group_rollouts
+
+Row = dict[str, Any]
+
+
+def success_threshold(cfg: Config) -> float:
+    """Total reward counted as a correct sample (algorithm.success_threshold, default 1.0)."""
+    return 1.0 if cfg.algorithm.success_threshold is None else cfg.algorithm.success_threshold
+
+
+def prompt_key(row: Row, *extra: Any) -> str:
+    """A stable short hash of a row's prompt (and any extra parts, e.g. model name and K)."""
+    text = json.dumps([row.get("prompt"), *extra], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), max(size, 1)):
+        yield items[start:start + max(size, 1)]
+
+
+def problems_per_chunk(cfg: Config, samples: int) -> int:
+    """Prompts generated together so one chunk holds about eval.batch_size sequences (at least one prompt)."""
+    return max(1, cfg.eval.batch_size // max(samples, 1))
+
+
+def generate_and_score(model, tokenizer, rows: list[Row], texts: list[str], rewards: list[RewardFunction],
+                       cfg: Config, *, group: int, greedy: bool, temperature: float, top_p: float):
+    """Generate `group` completions per prompt and score them with every reward function."""
+    from groupwise.train.step import score_rollout
+
+    rollout = generate_group_rollouts(model, tokenizer, texts, group_size=group,
+                                      max_new_tokens=cfg.rollout.max_new_tokens, temperature=temperature,
+                                      top_p=top_p, greedy=greedy, batch_size=cfg.rollout.batch_size)
+    return rollout, score_rollout(rollout, rows, texts, rewards, cfg)
+
+
+def _mean(values: list[float]) -> float | None:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else None
+
+
+def sample_problems(model, tokenizer, rows: list[Row], texts: list[str], rewards: list[RewardFunction],
+                    cfg: Config, *, samples: int, temperature: float | None = None, top_p: float | None = None
+                    ) -> list[dict[str, Any]]:
+    """Per problem: n samples, how many are correct (total >= threshold), mean reward (total and per fn)."""
+    temperature = cfg.rollout.temperature if temperature is None else temperature
+    top_p = cfg.rollout.top_p if top_p is None else top_p
+    _, scores = generate_and_score(model, tokenizer, rows, texts, rewards, cfg, group=samples, greedy=False,
+                       temperature=temperature, top_p=top_p)
+    total = torch.nan_to_num(scores.total, nan=-math.inf).view(len(rows), samples)
+    threshold, out = success_threshold(cfg), []
+    for p in range(len(rows)):
+        span = slice(p * samples, (p + 1) * samples)
+        per_function = {name: _mean(scores.per_function[span, j].tolist())
+                        for j, name in enumerate(scores.names)}
+        out.append({"n": samples, "correct": int((total[p] >= threshold).sum()),
+                    "mean_reward": _mean(scores.total[span].tolist()), "rewards": per_function})
+    return out
+
+
+def greedy_correct(model, tokenizer, rows: list[Row], texts: list[str], rewards: list[RewardFunction],
+                   cfg: Config) -> list[bool]:
+    """Whether each problem's greedy completion is correct (total reward >= threshold)."""
+    _, scores = generate_and_score(model, tokenizer, rows, texts, rewards, cfg, group=1, greedy=True,
+                                   temperature=1.0, top_p=1.0)
+    total = torch.nan_to_num(scores.total, nan=-math.inf)
+    return [bool(v >= success_threshold(cfg)) for v in total]
+

@@ -1,0 +1,129 @@
+"""The fast rollout path: a merged copy of the policy that decodes groups with one prefill per prompt.
+
+Tested against the plain path (`generate_group_rollouts`, transformers `generate`): same tokens under greedy
+decoding in float32. What makes it faster on a small batch of short completions:
+- generation runs on plain merged weights (W + BA), so no LoRA adapter work per token;
+- each distinct prompt is prefilled once and its KV cache fanned out to its G samples;
+- rows that emitted EOS leave the batch, and decoding stops when none are left;
+- the copy may be kept in bfloat16 (`rollout.dtype`), whose matrix products are several times faster on CPUs
+  with AVX512-BF16 or AMX; the trainer's float32 log-probs then differ slightly from the sampler's, which
+  `algorithm.importance_sampling` (TIS/MIS) corrects.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from groupwise.rollout.generate import Rollout, completion_mask_and_eos, encode_prompts
+
+
+def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
+    """Nucleus sampling (Holtzman et al. 2020): keep the smallest set of tokens whose probability reaches top_p."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    cumulative = sorted_logits.softmax(-1).cumsum(-1)
+    drop_sorted = cumulative - sorted_logits.softmax(-1) >= top_p  # mass before this token already reaches top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def _lora_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    from peft.tuners.lora import LoraLayer
+
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+
+
+def _plain_name(peft_name: str) -> str:
+    return peft_name.removeprefix("base_model.model.").replace(".base_layer", "")
+
+
+class GenerationEngine:
+    """A plain copy of the policy's architecture used only for sampling; `sync` refreshes its weights."""
+
+    def __init__(self, policy_model: PreTrainedModel, dtype: torch.dtype) -> None:
+        base = policy_model.get_base_model() if hasattr(policy_model, "get_base_model") else policy_model
+        self.dtype = dtype
+        self.model = AutoModelForCausalLM.from_config(base.config, dtype=dtype).eval().requires_grad_(False)
+        self.model.to(next(policy_model.parameters()).device)
+        self._static_synced = False
+        self.sync(policy_model)
+
+    @torch.no_grad()
+    def sync(self, policy_model: PreTrainedModel) -> None:
+        """Copy the policy's current weights, LoRA deltas merged in (the policy itself is never modified)."""
+        lora = _lora_modules(policy_model)
+        if not lora or not self._static_synced:  # full fine-tuning changes every weight; LoRA only its layers
+            own = dict(self.model.named_parameters())
+            for name, param in policy_model.named_parameters():
+                plain = _plain_name(name)
+                if "lora_" not in name and plain in own:
+                    own[plain].copy_(param)
+            self._static_synced = bool(lora)
+        targets = dict(self.model.named_modules())
+        for name, layer in lora.items():
+            adapter = layer.active_adapters[0]
+            merged = layer.base_layer.weight + layer.get_delta_weight(adapter)
+            targets[_plain_name(name)].weight.copy_(merged)
+
+    @torch.no_grad()
+    def rollouts(self, tokenizer: PreTrainedTokenizerBase, prompts: list[str], *, group_size: int,
+                 max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False
+                 ) -> Rollout:
+        """`group_size` completions per prompt, rows p*G .. p*G+G-1 for prompt p, as `generate_group_rollouts`."""
+        device = next(self.model.parameters()).device
+        prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+        tokens, logp = decode_groups(self.model, prompt_ids, prompt_mask, group_size, max_new_tokens,
+                                     temperature=temperature, top_p=top_p, greedy=greedy,
+                                     eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
+        rows = torch.arange(len(prompts), device=device).repeat_interleave(group_size)
+        mask, has_eos = completion_mask_and_eos(tokens, tokenizer.eos_token_id)
+        tokens = torch.where(mask.bool(), tokens, torch.full_like(tokens, tokenizer.pad_token_id))
+        texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        return Rollout(prompt_ids[rows].cpu(), prompt_mask[rows].cpu(), tokens.cpu(), mask.cpu(),
+                       (logp * mask).cpu(), has_eos.cpu(), texts, group_size)
+
+
+def decode_groups(model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, group_size: int,
+                  max_new_tokens: int, *, temperature: float, top_p: float, greedy: bool, eos_id: int,
+                  pad_id: int) -> tuple[Tensor, Tensor]:
+    """Prefill U prompts once, sample G continuations each. Returns tokens and their log-probs, both [U*G, C]."""
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
+    rows = torch.arange(prompt_ids.shape[0], device=prompt_ids.device).repeat_interleave(group_size)
+    cache = out.past_key_values
+    cache.reorder_cache(rows)
+    hidden = out.last_hidden_state[:, -1][rows]
+    attention, next_position = prompt_mask[rows], prompt_mask.long().sum(-1)[rows]
+    n = rows.shape[0]
+    tokens = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=prompt_ids.device)
+    logps = torch.zeros((n, max_new_tokens), device=prompt_ids.device)
+    alive = torch.arange(n, device=prompt_ids.device)  # rows still generating
+    steps = 0
+    for t in range(max_new_tokens):
+        steps = t + 1
+        logits = head(hidden).float()
+        if greedy:
+            chosen = logits.argmax(-1)
+            logp = torch.log_softmax(logits, -1).gather(-1, chosen[:, None]).squeeze(-1)
+        else:
+            log_probs = torch.log_softmax(top_p_filter(logits / temperature, top_p), -1)
+            chosen = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+            logp = log_probs.gather(-1, chosen[:, None]).squeeze(-1)
+        tokens[alive, t], logps[alive, t] = chosen, logp
+        running = chosen != eos_id
+        if t == max_new_tokens - 1 or not running.any():
+            break
+        if not running.all():  # finished rows leave the batch and its cache
+            keep = running.nonzero().squeeze(-1)
+            alive, chosen, attention, next_position = alive[keep], chosen[keep], attention[keep], next_position[keep]
+            cache.batch_select_indices(keep)
+        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+        out = decoder(input_ids=chosen[:, None], attention_mask=attention, position_ids=next_position[:, None],
+                      past_key_values=cache, use_cache=True)
+        next_position = next_position + 1
+        hidden = out.last_hidden_state[:, -1]
+    return tokens[:, :steps], logps[:, :steps]

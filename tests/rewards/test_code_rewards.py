@@ -1,0 +1,149 @@
+"""Code rewards: extraction, Python and Rust tests (right fractions), Rust build and clippy rewards."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from groupwise.config.schema import SandboxConfig
+from groupwise.errors import GroupwiseError
+from groupwise.rewards import code as code_module
+from groupwise.rewards.extract import completion_text, extract_code
+from groupwise.rewards.registry import available_rewards, resolve_reward
+from groupwise.rewards.rust import crate_files, has_clippy
+
+needs_cargo = pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
+ADD_TESTS_PY = ["assert add(1, 2) == 3", "assert add(0, 5) == 5", "assert add(-2, 2) == 0"]
+ADD_TESTS_RS = ["assert_eq!(add(1, 2), 3);", "assert_eq!(add(0, 5), 5);", "assert_eq!(add(-2, 2), 0);"]
+
+
+def fenced(code: str, tag: str) -> str:
+    return f"Here you go:\n```{tag}\n{code}\n```\nDone."
+
+
+@pytest.fixture(scope="module")
+def target_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cargo target cache shared by this module's Rust tests (incremental builds)."""
+    return tmp_path_factory.mktemp("rust-target")
+
+
+def test_extracts_the_last_block_of_the_language() -> None:
+    text = "```python\nfirst()\n```\n```rust\nfn x() {}\n```\n```py\nsecond()\n```\n```\nbare()\n```"
+    assert extract_code(text, "python") == "second()\n"
+    assert extract_code(text, "rust") == "fn x() {}\n"
+    assert extract_code("```rs\nfn a() {}\n```", "rust") == "fn a() {}\n"
+
+
+def test_falls_back_to_a_bare_block_and_ignores_other_languages() -> None:
+    assert extract_code("text\n```\nx = 1\n```", "python") == "x = 1\n"
+    assert extract_code("```rust\nfn a() {}\n```", "python") is None
+    assert extract_code("no code at all", "python") is None
+    assert extract_code("```python\nunterminated", "python") is None
+    assert extract_code("```python\n\n```", "python") is None
+
+
+def test_completion_text_accepts_conversational_completions() -> None:
+    assert completion_text([{"role": "assistant", "content": "hi"}]) == "hi"
+    assert completion_text("plain") == "plain"
+
+
+def test_rewards_are_registered() -> None:
+    assert {"code_tests", "rust_compiles", "rust_clippy"} <= set(available_rewards())
+
+
+def test_python_correct_partial_and_broken_code() -> None:
+    reward = resolve_reward("code_tests", {"sandbox": SandboxConfig(timeout_s=5).model_dump()})
+    completions = [
+        fenced("def add(a, b):\n    return a + b", "python"),
+        fenced("def add(a, b):\n    return a + b if a >= 0 else 99", "python"),
+        fenced("def add(a, b)\n    return a + b", "python"),
+        "I don't know.",
+        fenced("def add(a, b):\n    return a + b", "rust"),
+    ]
+    scores = reward([""] * 5, completions, tests=[ADD_TESTS_PY] * 5)
+    assert scores == [1.0, pytest.approx(2 / 3), 0.0, 0.0, 0.0]
+
+
+def test_python_rows_without_tests_are_not_scored() -> None:
+    reward = resolve_reward("code_tests", {})
+    good = fenced("def add(a, b):\n    return a + b", "py")
+    rows = [None, [], '["assert add(1, 1) == 2"]']
+    assert reward(["", "", ""], [good] * 3, tests=rows) == [None, None, 1.0]
+
+
+def test_python_tests_time_out_one_by_one() -> None:
+    reward = resolve_reward("code_tests", {"sandbox": {"timeout_s": 2}, "workers": 4})
+    code = fenced("def f(x):\n    while x < 0:\n        pass\n    return x", "python")
+    tests = ["assert f(1) == 1", "assert f(-1) == -1", "assert f(2) == 2"]
+    assert reward([""], [code], tests=[tests]) == [pytest.approx(2 / 3)]
+
+
+def test_missing_tests_column_and_bad_params_are_clear_errors() -> None:
+    reward = resolve_reward("code_tests", {})
+    with pytest.raises(GroupwiseError, match="'tests' column"):
+        reward([""], ["```python\npass\n```"])
+    with pytest.raises(GroupwiseError, match="language 'go'"):
+        resolve_reward("code_tests", {"language": "go"})
+    with pytest.raises(GroupwiseError, match="workers"):
+        resolve_reward("code_tests", {"workers": 0})
+
+
+def test_crate_template_holds_solution_and_numbered_tests() -> None:
+    files = crate_files("pub fn one() -> i32 { 1 }", ["assert_eq!(one(), 1);", "assert!(true);"])
+    lib = files["src/lib.rs"]
+    assert lib.startswith("pub fn one() -> i32 { 1 }")
+    assert "fn t0()" in lib and "fn t1()" in lib and "use super::*;" in lib
+    assert "[dependencies]" in files["Cargo.toml"]
+
+
+@needs_cargo
+@pytest.mark.slow
+def test_rust_correct_partial_and_compile_error(target_dir: Path) -> None:
+    reward = resolve_reward("code_tests", {"language": "rust", "target_dir": str(target_dir), "workers": 2})
+    completions = [
+        fenced("pub fn add(a: i64, b: i64) -> i64 {\n    a + b\n}", "rust"),
+        fenced("pub fn add(a: i64, b: i64) -> i64 {\n    if a < 0 { 99 } else { a + b }\n}", "rs"),
+        fenced("pub fn add(a: i64, b: i64) -> i64 {\n    a + \n}", "rust"),
+        "no code",
+    ]
+    scores = reward([""] * 4, completions, tests=[ADD_TESTS_RS] * 4)
+    assert scores == [1.0, pytest.approx(2 / 3), 0.0, 0.0]
+
+
+@needs_cargo
+@pytest.mark.slow
+def test_rust_hanging_test_only_loses_that_test(target_dir: Path) -> None:
+    reward = resolve_reward("code_tests", {"language": "rust", "target_dir": str(target_dir),
+                                           "sandbox": {"timeout_s": 3}})
+    code = fenced("pub fn f(x: i64) -> i64 {\n    while x < 0 {}\n    x\n}", "rust")
+    tests = ["assert_eq!(f(1), 1);", "assert_eq!(f(-1), -1);", "assert_eq!(f(2), 2);"]
+    assert reward([""], [code], tests=[tests]) == [pytest.approx(2 / 3)]
+
+
+@needs_cargo
+@pytest.mark.slow
+def test_rust_compiles(target_dir: Path) -> None:
+    reward = resolve_reward("rust_compiles", {"target_dir": str(target_dir)})
+    good = fenced("pub fn two() -> u8 {\n    2\n}", "rust")
+    bad = fenced("pub fn two() -> u8 {\n    \"two\"\n}", "rust")
+    assert reward(["", "", ""], [good, bad, "nothing"]) == [1.0, 0.0, 0.0]
+
+
+@needs_cargo
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("cargo") is None or not has_clippy(), reason="clippy is not installed")
+def test_rust_clippy_prefers_fewer_warnings(target_dir: Path) -> None:
+    reward = resolve_reward("rust_clippy", {"target_dir": str(target_dir)})
+    clean = fenced("pub fn size(xs: &[i32]) -> usize {\n    xs.len()\n}", "rust")
+    noisy = fenced("pub fn size(xs: &Vec<i32>) -> usize {\n    return xs.len();\n}", "rust")
+    broken = fenced("pub fn size(xs: &[i32]) -> usize {\n    xs.len\n}", "rust")
+    assert reward(["", "", ""], [clean, noisy, broken]) == [1.0, pytest.approx(1 / 3), 0.0]
+
+
+@needs_cargo
+def test_rust_clippy_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(code_module, "has_clippy", lambda: False)
+    with pytest.raises(GroupwiseError, match="rustup component add clippy"):
+        resolve_reward("rust_clippy", {})

@@ -1,0 +1,71 @@
+import torch
+
+from groupwise.config.load import build_config
+from groupwise.models.logprobs import naive_sequence_logprobs
+from groupwise.rollout.engine import GenerationEngine, top_p_filter
+from groupwise.rollout.generate import generate_group_rollouts
+from groupwise.train.policy import wrap_policy
+
+PROMPTS = ["1+2=", "what is 7?", "a"]
+
+
+def _lora_policy(tiny):
+    model, tokenizer = tiny
+    cfg = build_config(None, ["model.name=tiny-random", "rollout.engine=hf", "lora.r=4"])
+    policy = wrap_policy(model, cfg)
+    torch.manual_seed(5)
+    for name, param in policy.model.named_parameters():
+        if "lora_B" in name:  # a trained-looking adapter, so merging matters
+            param.data.normal_(0, 0.05)
+    return policy, tokenizer
+
+
+def test_fast_engine_decodes_exactly_like_generate_under_greedy(tiny):
+    policy, tokenizer = _lora_policy(tiny)
+    engine = GenerationEngine(policy.model, torch.float32)
+    plain = generate_group_rollouts(policy.model, tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
+    fast = engine.rollouts(tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
+    assert fast.completions == plain.completions
+    assert torch.equal(fast.completion_mask, plain.completion_mask)
+    assert torch.equal(fast.ended_with_eos, plain.ended_with_eos)
+
+
+def test_sync_merges_the_adapter_without_touching_the_policy(tiny):
+    policy, _ = _lora_policy(tiny)
+    before = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    engine = GenerationEngine(policy.model, torch.float32)
+    after = policy.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    layer = policy.model.base_model.model.model.layers[0].self_attn.q_proj
+    expected = layer.base_layer.weight + layer.get_delta_weight("default")
+    torch.testing.assert_close(engine.model.model.layers[0].self_attn.q_proj.weight, expected)
+
+
+def test_recorded_logprobs_are_the_models_own_at_the_sampling_temperature(tiny):
+    policy, tokenizer = _lora_policy(tiny)
+    engine = GenerationEngine(policy.model, torch.float32)
+    torch.manual_seed(0)
+    rollout = engine.rollouts(tokenizer, PROMPTS, group_size=3, max_new_tokens=8, temperature=0.7)
+    ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], 1)
+    mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], 1)
+    with torch.no_grad():
+        expected = naive_sequence_logprobs(policy.model, ids, mask, rollout.prompt_ids.shape[1], temperature=0.7)
+    valid = rollout.completion_mask.bool()
+    torch.testing.assert_close(rollout.sampling_logp[valid], expected[valid], atol=1e-4, rtol=1e-4)
+    assert rollout.completion_ids.shape[0] == 9 and len(set(rollout.completions)) > 1
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(top_p_filter(logits, 0.8))
+    assert kept.tolist() == [[True, True, False, False]]  # 0.5 + 0.3 reaches 0.8
+    assert torch.isfinite(top_p_filter(logits, 0.81)).tolist() == [[True, True, True, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.1)).tolist() == [[True, False, False, False]]
+    assert torch.equal(top_p_filter(logits, 1.0), logits)
+
+
+def test_bf16_engine_samples_valid_groups(tiny):
+    policy, tokenizer = _lora_policy(tiny)
+    engine = GenerationEngine(policy.model, torch.bfloat16)
+    rollout = engine.rollouts(tokenizer, PROMPTS, group_size=2, max_new_tokens=6)
+    assert rollout.completion_ids.shape[0] == 6 and torch.isfinite(rollout.sampling_logp).all()
