@@ -50,3 +50,12 @@ def test_bad_yaml_file_names_the_line(tmp_path):
         build_config(file)
     with pytest.raises(GroupwiseError, match="does not exist"):
         build_config(tmp_path / "missing.yaml")
+
+
+def test_configuration_doc_matches_the_field_descriptions():
+    from pathlib import Path
+
+    from groupwise.config.reference import reference_markdown
+
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    assert reference_markdown() in doc, "regenerate docs/configuration.md with `groupwise config --reference`"

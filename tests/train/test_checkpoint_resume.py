@@ -27,6 +27,7 @@ from groupwise.train.loop import train
 from groupwise.train.metrics import read_metrics
 
 TIMING = ("_s", "tokens_per_s")
+VARIED = "rewards.functions=[{name: format_regex, params: {pattern: '[0-9]'}}]"  # rewards vary: weights move
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -71,7 +72,7 @@ def test_resumed_run_ends_like_uninterrupted_run(mode, tiny_config, tmp_path, mo
     lora = ["lora.dropout=0.1", "data.difficulty_filter={visits: 1}"]  # dropout and the filter: more state
     extra = ["lora.enabled=false", "algorithm.beta=0.04"] if mode == "full" else lora
     cfg = tiny_config("train.steps=4", "train.save_every=2", "train.keep_checkpoints=5",
-                      "log.samples_per_step=1", *extra)
+                      "log.samples_per_step=1", "train.learning_rate=0.01", VARIED, *extra)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     train(cfg, whole)
     crash_on_call(monkeypatch, 4)  # steps 1-3 logged, the last checkpoint is step 2
@@ -87,6 +88,7 @@ def test_resumed_run_ends_like_uninterrupted_run(mode, tiny_config, tmp_path, mo
     assert a.keys() == b.keys()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
     records_a, records_b = read_metrics(whole), read_metrics(broken)
+    assert all(r["grad_norm"] > 0 for r in records_a[1:]), "nothing trained: the comparison would be empty"
     assert [r["step"] for r in records_b] == [1, 2, 3, 4]
     assert [without_timing(r) for r in records_a] == [without_timing(r) for r in records_b]
     samples = [json.loads(line)["step"] for line in (broken / "samples.jsonl").read_text().splitlines()]

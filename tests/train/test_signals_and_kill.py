@@ -21,7 +21,7 @@ CLI = [sys.executable, "-m", "groupwise.cli.main", "train"]
 TINY = ["model.name=tiny-random", "rollout.prompts_per_step=2", "rollout.group_size=4",
         "rollout.max_new_tokens=6", "train.micro_batch_size=8", "eval.before_after=false",
         "log.progress=false", "data.train_size=32", "data.heldout_size=8", "train.threads=1",
-        "log.samples_per_step=1"]
+        "log.samples_per_step=1", "rewards.functions=[{name: format_regex, params: {pattern: '[0-9]'}}]"]
 
 
 def sets(*items: str) -> list[str]:

@@ -160,6 +160,20 @@ def eval_(
 register_evaluate_commands(app, console)
 
 
+@app.command("config")
+@one_line_errors
+def config_(
+    config: Path | None = typer.Argument(None, help="YAML config; omitted: the embedded default job."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    reference: bool = typer.Option(False, "--reference", help="Print every key with its default and meaning."),
+) -> None:
+    """Print the resolved config (presets and --set applied), or the reference of every key."""
+    from groupwise.config.load import dump_config
+    from groupwise.config.reference import reference_markdown
+
+    print(reference_markdown() if reference else dump_config(build_config(config, set_)), end="\n")
+
+
 def main() -> None:
     app()
 

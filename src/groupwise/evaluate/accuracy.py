@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from groupwise.config.schema import Config
-from groupwise.rewards.compute import RewardFunction, score_batch
-from groupwise.rollout.generate import generate_group_rollouts
+from groupwise.rewards.compute import RewardFunction
+from groupwise.rollout.sampler import as_sampler
 
 
 def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], texts: list[str], rewards: list[RewardFunction],
@@ -17,6 +17,7 @@ def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], texts: list[str]
     """Greedy accuracy (total reward >= success threshold) and mean reward per function over `samples` samples."""
     threshold = 1.0 if cfg.algorithm.success_threshold is None else cfg.algorithm.success_threshold
     samples = cfg.eval.samples if samples is None else samples
+    model = as_sampler(model, cfg.rollout)
     greedy_hits, sampled = 0, {f.name: [] for f in rewards}
     sampled_total: list[float] = []
     size = cfg.eval.batch_size
@@ -41,7 +42,5 @@ def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], texts: list[str]
 def _score(model, tokenizer, rows, texts, rewards, cfg: Config, *, group: int, greedy: bool):
     from groupwise.train.step import score_rollout
 
-    rollout = generate_group_rollouts(model, tokenizer, texts, group_size=group,
-                                      max_new_tokens=cfg.rollout.max_new_tokens,
-                                      temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, greedy=greedy)
-    return score_rollout(rollout, rows, texts, rewards, cfg)
+    rollout = model(tokenizer, texts, group_size=group, greedy=greedy)
+    return score_rollout(rollout, rows, texts, rewards, cfg, shaping=False)

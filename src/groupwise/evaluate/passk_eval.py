@@ -24,6 +24,7 @@ from groupwise.evaluate.sampling import (
     sample_problems,
 )
 from groupwise.rewards.compute import RewardFunction
+from groupwise.rollout.sampler import as_sampler
 
 Row = dict[str, Any]
 RESULTS, META = "results.jsonl", "meta.json"
@@ -114,6 +115,7 @@ def evaluate_passk(model, tokenizer, rows: list[Row], texts: list[str], rewards:
     done = read_results(path) if path else {}
     keys = [prompt_key(row) for row in rows]
     pending = [i for i, key in enumerate(keys) if key not in done]
+    model = as_sampler(model, cfg.rollout) if pending else model
     if progress is not None and len(rows) > len(pending):
         progress(len(rows) - len(pending))
     for chunk in chunks(pending, problems_per_chunk(cfg, samples)):

@@ -12,7 +12,7 @@ import torch
 
 from groupwise.config.schema import Config
 from groupwise.rewards.compute import RewardFunction
-from groupwise.rollout.generate import generate_group_rollouts
+from groupwise.rollout.sampler import as_sampler
 
 Row = dict[str, Any]
 
@@ -43,10 +43,9 @@ def generate_and_score(model, tokenizer, rows: list[Row], texts: list[str], rewa
     """Generate `group` completions per prompt and score them with every reward function."""
     from groupwise.train.step import score_rollout
 
-    rollout = generate_group_rollouts(model, tokenizer, texts, group_size=group,
-                                      max_new_tokens=cfg.rollout.max_new_tokens, temperature=temperature,
-                                      top_p=top_p, greedy=greedy, batch_size=cfg.rollout.batch_size)
-    return rollout, score_rollout(rollout, rows, texts, rewards, cfg)
+    sampler = as_sampler(model, cfg.rollout)
+    rollout = sampler(tokenizer, texts, group_size=group, greedy=greedy, temperature=temperature, top_p=top_p)
+    return rollout, score_rollout(rollout, rows, texts, rewards, cfg, shaping=False)
 
 
 def _mean(values: list[float]) -> float | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.sampling import chunks, problems_per_chunk, prompt_key, sample_problems
+from groupwise.rollout.sampler import as_sampler
 
 Row = dict[str, Any]
 STRATEGIES = ("hardest", "easiest", "middle", "random", "learnable")
@@ -149,6 +150,7 @@ def estimate_pass_rates(load_model, rows: list[Row], cfg, rewards, *, model_name
     todo = missing_rows(rows, cache, model_name, samples)
     if todo:
         model, tokenizer, render = load_model()
+        model = as_sampler(model, cfg.rollout)
         for chunk in chunks(todo, problems_per_chunk(cfg, samples)):
             chunk_rows = [rows[i] for i in chunk]
             scored = sample_problems(model, tokenizer, chunk_rows, render(chunk_rows), rewards, cfg,

@@ -218,6 +218,9 @@ def restore_checkpoint(checkpoint: Checkpoint, policy: Policy, optimizer: torch.
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
+    sampler = getattr(policy, "sampler", None)
+    if sampler is not None:
+        sampler.refresh()  # the rollout engine keeps its own copy of the weights: sync the restored ones
     trainer = torch.load(checkpoint.folder / TRAINER, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(trainer["optimizer"])
     scheduler.load_state_dict(trainer["scheduler"])

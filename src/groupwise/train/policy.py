@@ -14,9 +14,9 @@ from transformers import PreTrainedModel
 
 from groupwise.config.schema import Config, RolloutConfig
 from groupwise.errors import GroupwiseError
-from groupwise.models.precision import bf16_pays, resolve_bf16
-from groupwise.rollout.engine import GenerationEngine
-from groupwise.rollout.generate import Rollout, generate_group_rollouts
+from groupwise.models.precision import resolve_bf16
+from groupwise.rollout.generate import Rollout
+from groupwise.rollout.sampler import Sampler
 
 
 @dataclass
@@ -24,30 +24,23 @@ class Policy:
     model: PreTrainedModel | PeftModel
     reference: PreTrainedModel | None  # a frozen copy for full fine-tuning with beta > 0; None otherwise
     lora: bool
-    engine: GenerationEngine | None = None  # the fast sampler: a merged copy, refreshed after each update
+    sampler: Sampler | None = None  # draws rollouts; refreshed after each update
     bf16: bool = False  # autocast the training passes
-    version: int = 0  # optimizer updates so far; the engine re-syncs when it lags behind
-    _engine_version: int = -1
+    version: int = 0  # optimizer updates so far; the sampler refreshes when it lags behind
+    _sampler_version: int = 0
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def updated(self) -> None:
         self.version += 1
 
-    def sample(self, tokenizer, texts: list[str], rollout: RolloutConfig, *, group_size: int | None = None,
-               greedy: bool = False) -> Rollout:
-        """Completions for `texts` from the current weights, through the fast engine or plain `generate`."""
-        group = group_size or rollout.group_size
-        if self.engine is None:
-            return generate_group_rollouts(self.model, tokenizer, texts, group_size=group,
-                                           max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
-                                           top_p=rollout.top_p, greedy=greedy, batch_size=rollout.batch_size)
-        if self._engine_version != self.version:
-            self.engine.sync(self.model)
-            self._engine_version = self.version
-        return self.engine.rollouts(tokenizer, texts, group_size=group, max_new_tokens=rollout.max_new_tokens,
-                                    temperature=rollout.temperature, top_p=rollout.top_p, greedy=greedy)
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
+    def sample(self, tokenizer, texts: list[str], rollout: RolloutConfig) -> Rollout:
+        """`rollout.group_size` completions per text from the current weights."""
+        if self._sampler_version != self.version:
+            self.sampler.refresh()
+            self._sampler_version = self.version
+        return self.sampler(tokenizer, texts, group_size=rollout.group_size)
 
     @contextlib.contextmanager
     def as_reference(self) -> Iterator[PreTrainedModel]:
@@ -76,20 +69,15 @@ def wrap_policy(model: PreTrainedModel, cfg: Config) -> Policy:
                                  "check lora.target_modules (e.g. all-linear or q_proj,v_proj)") from err
         if cfg.model.gradient_checkpointing:
             model.enable_input_require_grads()
-        return _with_engine(Policy(model, None, lora=True), cfg)
+        return _with_sampler(Policy(model, None, lora=True), cfg)
     reference = None
     if cfg.algorithm.beta > 0:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     model.requires_grad_(True)
-    return _with_engine(Policy(model, reference, lora=False), cfg)
+    return _with_sampler(Policy(model, reference, lora=False), cfg)
 
 
-def _with_engine(policy: Policy, cfg: Config) -> Policy:
+def _with_sampler(policy: Policy, cfg: Config) -> Policy:
     policy.bf16 = resolve_bf16(cfg.train.bf16, policy.model)
-    if cfg.rollout.engine == "fast":
-        dtype = cfg.rollout.dtype
-        if dtype == "auto":
-            dtype = "bfloat16" if bf16_pays(policy.model) else "float32"
-        policy.engine = GenerationEngine(policy.model, getattr(torch, dtype))
-        policy._engine_version = policy.version
+    policy.sampler = Sampler(policy.model, cfg.rollout)
     return policy

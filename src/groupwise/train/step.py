@@ -19,7 +19,7 @@ from groupwise.algorithms import (
     soft_overlong_penalty,
     success_rate,
 )
-from groupwise.config.schema import Config
+from groupwise.config.schema import AlgorithmConfig, Config
 from groupwise.models.precision import autocast
 from groupwise.rewards.compute import RewardFunction, Scores, score_batch
 from groupwise.rollout.generate import Rollout, concat_rollouts, select_groups
@@ -48,9 +48,7 @@ def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, sched
     clock = time.perf_counter()
     batch = collect_batch(policy, tokenizer, cfg, rewards, prompts, timings)  # rollout + reward + advantage
     tick = time.perf_counter()
-    loss_mask = batch.rollout.completion_mask.clone()
-    if cfg.algorithm.overlong_filter:
-        loss_mask[~batch.rollout.ended_with_eos] = 0
+    loss_mask = completion_loss_mask(batch.rollout, cfg.algorithm.overlong_filter)
     advantages = batch.advantages.reshape(-1)
     fixed = reference_and_old_logprobs(policy, batch.rollout, loss_mask, cfg)  # no-grad scoring pass
     timings["logprobs_s"] = time.perf_counter() - tick
@@ -60,6 +58,14 @@ def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, sched
     timings["update_s"] = time.perf_counter() - tick
     timings["step_s"] = time.perf_counter() - clock
     return step_metrics(batch, update, timings, cfg) | {"lr": scheduler.get_last_lr()[0], "_batch": batch}
+
+
+def completion_loss_mask(rollout: Rollout, overlong_filter: bool) -> Tensor:
+    """Tokens the loss sees [N, C]; DAPO's overlong filtering drops every token of a truncated completion."""
+    mask = rollout.completion_mask.clone()
+    if overlong_filter:
+        mask[~rollout.ended_with_eos] = 0
+    return mask
 
 
 def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFunction],
@@ -94,16 +100,21 @@ def rollout_and_score(policy: Policy, tokenizer, cfg: Config, rewards: list[Rewa
     scores = score_rollout(rollout, rows, texts, rewards, cfg)
     timings["reward_s"] += time.perf_counter() - tick
     total = scores.total.view(len(rows), r.group_size)
-    a = cfg.algorithm
-    advantages = group_advantages(total, scale=a.scale, eps=a.adv_eps)
+    return Batch(rollout, rows, scores, total, compute_advantages(total, cfg.algorithm))
+
+
+def compute_advantages(rewards: Tensor, a: AlgorithmConfig) -> Tensor:
+    """Group-relative advantages [P, G], scaled by F-GRPO's focal weight when focal_gamma > 0."""
+    advantages = group_advantages(rewards, scale=a.scale, eps=a.adv_eps)
     if a.focal_gamma > 0:
-        advantages = advantages * focal_weights(success_rate(total, a.success_threshold), a.focal_gamma)[:, None]
-    return Batch(rollout, rows, scores, total, advantages)
+        advantages = advantages * focal_weights(success_rate(rewards, a.success_threshold), a.focal_gamma)[:, None]
+    return advantages
 
 
 def score_rollout(rollout: Rollout, rows: Rows, texts: list[str], rewards: list[RewardFunction],
-                  cfg: Config) -> Scores:
-    """Every reward function over the batch; DAPO's soft overlong punishment joins as one more column."""
+                  cfg: Config, *, shaping: bool = True) -> Scores:
+    """Every reward function over the batch; in training (`shaping`), DAPO's soft overlong punishment joins
+    as one more column. Evaluation leaves it out: a right answer stays right however long it is."""
     g = rollout.group_size
     columns = {k: [row.get(k) for row in rows for _ in range(g)] for k in {k for row in rows for k in row}}
     columns.pop("prompt", None)
@@ -111,7 +122,7 @@ def score_rollout(rollout: Rollout, rows: Rows, texts: list[str], rewards: list[
     prompts = [t for t in texts for _ in range(g)]
     scores = score_batch(rewards, prompts, rollout.completions, ids, columns, workers=cfg.rewards.workers,
                          timeout_s=cfg.rewards.timeout_s, on_error=cfg.rewards.on_error)
-    if cfg.algorithm.soft_overlong:
+    if shaping and cfg.algorithm.soft_overlong:
         # a truncated completion counts as one token over the limit: DAPO punishes it fully (-1)
         lengths = rollout.lengths + (~rollout.ended_with_eos).long()
         penalty = soft_overlong_penalty(lengths, cfg.rollout.max_new_tokens, cfg.algorithm.overlong_cache)
