@@ -18,7 +18,7 @@ from groupwise.data.source import load_rows
 from groupwise.evaluate.passk_eval import evaluate_passk
 from groupwise.models.load import load_configured_model
 from groupwise.models.trained import load_trained
-from groupwise.rewards.compute import build_reward_functions
+from groupwise.rewards.compute import configured_rewards
 from groupwise.train.loop import render_all, train
 
 VARIANTS: dict[str, list[str]] = {
@@ -34,7 +34,7 @@ KS = [1, 4, 16]
 
 def evaluate(model, tokenizer, cfg, problems: int, samples: int) -> dict:
     rows = load_rows(cfg.data, "heldout")[:problems]
-    rewards = build_reward_functions(cfg.rewards.functions, cfg.sandbox.model_dump())
+    rewards = configured_rewards(cfg)
     return evaluate_passk(model, tokenizer, rows, render_all(rows, tokenizer, cfg), rewards, cfg,
                           samples=samples, ks=[k for k in KS if k <= samples])
 

@@ -28,9 +28,9 @@ from groupwise.data.source import load_rows
 from groupwise.evaluate.accuracy import evaluate_rows
 from groupwise.evaluate.passk_eval import unique_rows
 from groupwise.evaluate.select import Strategy, estimate_pass_rates, select_indices, write_selection
-from groupwise.models.load import load_model_and_tokenizer, resolve_device
+from groupwise.models.load import load_configured_model
 from groupwise.models.trained import load_trained
-from groupwise.rewards.compute import build_reward_functions
+from groupwise.rewards.compute import configured_rewards
 from groupwise.train.loop import render_all, train
 
 
@@ -60,6 +60,7 @@ def base_overrides(args: argparse.Namespace) -> list[str]:
         f"model.name={json.dumps(args.model)}", "data.task=arithmetic",
         f"data.task_params={{max_operand: {args.max_operand}, operators: '+', heldout_share: 0.5}}",
         f"data.train_size={args.pool}", f"data.heldout_size={args.heldout}", f"data.seed={args.seed}",
+        "rewards.functions=[{name: answer_match, params: {extract: tag_or_last_number}}]",  # slices are files
         f"rollout.group_size={args.group_size}", f"rollout.prompts_per_step={args.prompts_per_step}",
         f"rollout.max_new_tokens={args.max_new_tokens}", f"train.steps={args.steps}",
         f"train.seed={args.seed}",
@@ -88,12 +89,12 @@ def run(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
     args.out.mkdir(parents=True, exist_ok=True)
     overrides = base_overrides(args)
     cfg = build_config(None, overrides)
-    rewards = build_reward_functions(cfg.rewards.functions, cfg.sandbox.model_dump())
+    rewards = configured_rewards(cfg)
     pool, heldout = load_rows(cfg.data, "train"), unique_rows(load_rows(cfg.data, "heldout"))
     heldout_file = args.out / "heldout.jsonl"
     write_rows(heldout_file, heldout)
-    model, tokenizer = load_model_and_tokenizer(cfg.model.name, dtype=cfg.model.dtype, seed=cfg.train.seed)
-    model.to(resolve_device(cfg.model.device)).eval()
+    model, tokenizer = load_configured_model(cfg)
+    model.eval()
     console.print(f"estimating pass rates of {len(pool)} pool examples with {args.samples} samples each")
     rates = estimate_pass_rates(lambda: (model, tokenizer, lambda rows: render_all(rows, tokenizer, cfg)),
                                 pool, cfg, rewards, model_name=cfg.model.name, samples=args.samples,
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
         console.print(f"training on {name} ({len(indices)} examples) for {args.steps} steps -> {run_dir}")
         train(slice_config(overrides, data_file, heldout_file), run_dir, console=console)
         trained, trained_tokenizer, run_cfg = load_trained(run_dir)
-        accuracy = heldout_accuracy(trained.to(resolve_device(run_cfg.model.device)), trained_tokenizer,
+        accuracy = heldout_accuracy(trained, trained_tokenizer,
                                     heldout, run_cfg, rewards)
         kept = [rates[i] for i in indices]
         results.append({"strategy": name, "examples": len(indices), "mean_pass_rate": sum(kept) / len(kept),

@@ -30,3 +30,12 @@ def tiny_config():
         return build_config(None, TINY_OVERRIDES + list(extra))
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread: tiny models gain nothing from more, and shared CPUs make extra threads spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

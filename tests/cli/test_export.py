@@ -26,6 +26,9 @@ RUN = ["model.name=tiny-random", "rollout.prompts_per_step=2", "rollout.group_si
 PROMPTS = ["u:12+7=\na:", "u:what is 3*4?\na:", "u:hello\na:"]
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("export") / "lora"

@@ -19,7 +19,7 @@ from groupwise.evaluate.passk_eval import (
     summarize,
     unique_rows,
 )
-from groupwise.rewards.compute import build_reward_functions
+from groupwise.rewards.compute import configured_rewards
 from groupwise.train.loop import render_all
 
 VOWEL_REWARD = 'rewards.functions=[{name: format_regex, params: {pattern: "[aeiou]"}}]'
@@ -61,7 +61,7 @@ def test_results_are_appended_and_a_rerun_skips_scored_problems(tiny, tiny_confi
     cfg = tiny_config(VOWEL_REWARD, "eval.batch_size=8")  # 8 // 4 samples = 2 problems per chunk
     rows = unique_rows(load_rows(cfg.data, "heldout"))[:5]
     texts = render_all(rows, tokenizer, cfg)
-    rewards = build_reward_functions(cfg.rewards.functions)
+    rewards = configured_rewards(cfg)
     first = evaluate_passk(model, tokenizer, rows[:3], texts[:3], rewards, cfg, samples=4, ks=[1, 2, 8],
                            out_dir=tmp_path)
     assert first["problems"] == 3 and "pass@2" in first and "pass@8" not in first

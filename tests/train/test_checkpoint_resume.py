@@ -30,6 +30,9 @@ TIMING = ("_s", "tokens_per_s")
 VARIED = "rewards.functions=[{name: format_regex, params: {pattern: '[0-9]'}}]"  # rewards vary: weights move
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     """The trained weights in run_dir/final (adapter or full model)."""
     final = run_dir / "final"

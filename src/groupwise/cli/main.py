@@ -22,6 +22,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console(stderr=True)
 
 SET_HELP = "Override one config value: section.key=value (repeatable), e.g. --set train.steps=10."
+ConfigArg = Annotated[Path | None, typer.Argument(help="YAML config; omitted: the embedded default job.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)]
 
 
 def prepare_run_dir(run_dir: Path | None, overwrite: bool) -> Path:
@@ -48,10 +50,11 @@ def prepare_run_dir(run_dir: Path | None, overwrite: bool) -> Path:
 @app.command()
 @one_line_errors
 def train(
-    config: Path | None = typer.Argument(None, help="YAML config; omitted: the embedded default job."),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    run_dir: Path | None = typer.Option(None, "--run-dir", help="Output folder (default runs/run-DATE-TIME)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    config: ConfigArg = None,
+    set_: SetOption = None,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Output folder (default runs/run-DATE-TIME).")
+                       ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
     preflight: Annotated[bool, typer.Option("--preflight", help="Sample a few groups with the base model, "
                                             "print the expected learnable fraction and exit.")] = False,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue this run folder from its newest "
@@ -60,6 +63,7 @@ def train(
                                                 "threads, model.device, log.progress/tensorboard).")] = None,
 ) -> None:
     """Train with GRPO (or a variant) and write a run folder."""
+    set_ = set_ or []
     if resume is not None:
         return resume_training(resume, set_, extra=config or run_dir or overwrite or preflight)
     cfg = build_config(config, set_)
@@ -163,11 +167,13 @@ register_evaluate_commands(app, console)
 @app.command("config")
 @one_line_errors
 def config_(
-    config: Path | None = typer.Argument(None, help="YAML config; omitted: the embedded default job."),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    reference: bool = typer.Option(False, "--reference", help="Print every key with its default and meaning."),
+    config: ConfigArg = None,
+    set_: SetOption = None,
+    reference: Annotated[bool, typer.Option("--reference", help="Print every key with its default and meaning.")
+                         ] = False,
 ) -> None:
     """Print the resolved config (presets and --set applied), or the reference of every key."""
+    set_ = set_ or []
     from groupwise.config.load import dump_config
     from groupwise.config.reference import reference_markdown
 

@@ -63,10 +63,11 @@ class RewardSpec(Section):
 
 
 class RewardsConfig(Section):
-    functions: list[RewardSpec] = Field(default_factory=lambda: [RewardSpec(name="answer_match")],
-                                        description="Reward functions combined by weight.")
+    functions: list[RewardSpec] | None = Field(None, description="Reward functions combined by weight (default: "
+                                               "the built-in task's own, e.g. code_tests for rust-functions).")
     workers: int = Field(4, ge=1, description="Parallel workers scoring a batch.")
-    timeout_s: float = Field(30.0, gt=0, description="Longest wait for one reward function on one batch.")
+    timeout_s: float = Field(120.0, gt=0, description="Longest wait for one reward function on one batch "
+                             "(code rewards compile and run every completion).")
     on_error: Literal["raise", "zero"] = Field("raise", description="A raising reward function stops the run "
                                                "(raise) or scores 0 and is counted (zero).")
 
@@ -181,6 +182,8 @@ class Config(Section):
             raise ValueError("data needs a built-in `task` or a `path`")
         if self.algorithm.soft_overlong and self.algorithm.overlong_cache >= self.rollout.max_new_tokens:
             raise ValueError("algorithm.overlong_cache must be smaller than rollout.max_new_tokens")
-        if not self.rewards.functions:
+        if self.rewards.functions == []:
             raise ValueError("rewards.functions is empty: give at least one reward function")
+        if self.rewards.functions is None and self.data.task is None:
+            raise ValueError("data.path needs rewards.functions: name the reward functions that score this data")
         return self

@@ -13,7 +13,7 @@ from groupwise.evaluate.passk_eval import check_meta, evaluate_passk, unique_row
 from groupwise.evaluate.run import load_for_eval
 from groupwise.evaluate.sampling import success_threshold
 from groupwise.models.load import resolve_device
-from groupwise.rewards.compute import build_reward_functions
+from groupwise.rewards.compute import configured_rewards
 
 
 def run_eval(model: str, config: Path | None, overrides: list[str], *, problems: int | None = None,
@@ -47,7 +47,7 @@ def _evaluate_one(name: str, model, tokenizer, rows, cfg: Config, samples: int, 
         check_meta(out, {"model": name, "samples": samples, "threshold": success_threshold(cfg),
                          "max_new_tokens": r.max_new_tokens, "temperature": r.temperature})
     model.to(resolve_device(cfg.model.device))
-    rewards = build_reward_functions(cfg.rewards.functions, cfg.sandbox.model_dump())
+    rewards = configured_rewards(cfg)
     with count_progress(len(rows), label, enabled=cfg.log.progress, console=console) as advance:
         summary = evaluate_passk(model, tokenizer, rows, render_all(rows, tokenizer, cfg), rewards, cfg,
                                  samples=samples, ks=ks, out_dir=out, progress=advance)

@@ -18,7 +18,7 @@ from groupwise.config.schema import Config
 from groupwise.data.source import load_rows
 from groupwise.evaluate.sampling import generate_and_score, success_threshold
 from groupwise.models.load import load_configured_model, resolve_device
-from groupwise.rewards.compute import build_reward_functions
+from groupwise.rewards.compute import configured_rewards
 
 PREFLIGHT_PROMPTS = 8
 
@@ -28,7 +28,7 @@ def preflight(cfg: Config, prompts: int = PREFLIGHT_PROMPTS) -> dict[str, Any]:
     from groupwise.train.loop import PromptStream, render_all, seed_everything
 
     seed_everything(cfg.train.seed)
-    rewards = build_reward_functions(cfg.rewards.functions, cfg.sandbox.model_dump())
+    rewards = configured_rewards(cfg)
     model, tokenizer = load_configured_model(cfg)
     model.to(resolve_device(cfg.model.device)).eval()
     pool = load_rows(cfg.data, "train")

@@ -10,7 +10,7 @@ from groupwise.data.source import load_rows
 from groupwise.evaluate.accuracy import evaluate_rows
 from groupwise.models.load import load_configured_model, resolve_device
 from groupwise.models.trained import is_run_dir, load_trained
-from groupwise.rewards.compute import build_reward_functions
+from groupwise.rewards.compute import configured_rewards
 
 
 def load_for_eval(model: str, config: Path | None, overrides: list[str]):
@@ -29,7 +29,7 @@ def evaluate_model(model: str, config: Path | None, overrides: list[str], proble
     loaded, tokenizer, cfg = load_for_eval(model, config, overrides)
     loaded.to(resolve_device(cfg.model.device))
     rows = load_rows(cfg.data, "heldout")[: problems or cfg.eval.num_problems]
-    rewards = build_reward_functions(cfg.rewards.functions, cfg.sandbox.model_dump())
+    rewards = configured_rewards(cfg)
     with count_progress(len(rows), "eval", enabled=cfg.log.progress, console=console) as advance:
         result = evaluate_rows(loaded, tokenizer, rows, render_all(rows, tokenizer, cfg), rewards, cfg,
                                progress=advance)

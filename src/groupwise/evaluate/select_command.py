@@ -20,7 +20,7 @@ from groupwise.evaluate.select import (
     write_selection,
 )
 from groupwise.models.load import load_configured_model, resolve_device
-from groupwise.rewards.compute import build_reward_functions
+from groupwise.rewards.compute import configured_rewards
 
 
 def default_difficulty_path(out: Path, data: str | None, task: str | None) -> Path:
@@ -44,7 +44,7 @@ def run_select(data: str | None, keep: str, out: Path, *, samples: int = 8, mode
     cfg = build_config(config, overrides)
     rows = load_rows(cfg.data, "train")
     path = difficulty or default_difficulty_path(out, data, cfg.data.task)
-    rewards = build_reward_functions(cfg.rewards.functions, cfg.sandbox.model_dump())
+    rewards = configured_rewards(cfg)
     todo = len(missing_rows(rows, read_difficulty(path), cfg.model.name, samples))
 
     def load_model():

@@ -47,6 +47,17 @@ def build_reward_functions(specs: Sequence[Any], sandbox: dict[str, Any] | None 
     return functions
 
 
+def configured_rewards(cfg: Any) -> list[RewardFunction]:
+    """The run's reward functions: `rewards.functions`, or the built-in task's defaults when none are given."""
+    from groupwise.config.schema import RewardSpec
+    from groupwise.data.tasks.registry import task_rewards
+
+    specs = cfg.rewards.functions
+    if specs is None:
+        specs = [RewardSpec(**entry) for entry in task_rewards(cfg.data.task)]
+    return build_reward_functions(specs, cfg.sandbox.model_dump())
+
+
 def _factory_parameters(name: str) -> set[str]:
     from groupwise.rewards.registry import _FACTORIES, _load_builtins
 

@@ -51,7 +51,8 @@ def _load_reference(ref: str) -> RewardFn:
         try:
             spec.loader.exec_module(module)  # type: ignore[union-attr]
         except Exception as err:  # noqa: BLE001 - user code: report, don't crash
-            raise GroupwiseError(f"reward file '{target}' failed to import: {err}", "fix the error in that file") from err
+            raise GroupwiseError(f"reward file '{target}' failed to import: {err}",
+                                 "fix the error in that file") from err
     else:
         try:
             module = importlib.import_module(target)

@@ -23,7 +23,7 @@ from groupwise.data.source import load_rows
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.accuracy import evaluate_rows
 from groupwise.models.load import load_configured_model, resolve_device
-from groupwise.rewards.compute import build_reward_functions
+from groupwise.rewards.compute import configured_rewards
 from groupwise.train.checkpoint import (
     Checkpoint,
     Stateful,
@@ -93,7 +93,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.model.device)
-    rewards = build_reward_functions(cfg.rewards.functions, cfg.sandbox.model_dump())  # before the model
+    rewards = configured_rewards(cfg)  # before the model
     train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
     heldout = load_rows(cfg.data, "heldout")[: cfg.eval.num_problems] if _evaluates(cfg) else []
     model, tokenizer = load_configured_model(cfg)

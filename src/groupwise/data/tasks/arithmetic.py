@@ -38,12 +38,13 @@ def _split_of(key: tuple, seed: int, heldout_share: float) -> str:
     return "heldout" if random.Random(f"{seed}:{key}").random() < heldout_share else "train"
 
 
-@register_task("arithmetic")
+@register_task("arithmetic", rewards=[{"name": "answer_match", "params": {"extract": "tag_or_last_number"}}])
 def build_arithmetic(split: str, size: int | None, seed: int, *, digits: int = 1, operands: int = 2,
                      operators: str = "+", max_operand: int | None = None,
                      heldout_share: float = 0.2, question: str = QUESTION) -> list[dict[str, Any]]:
     """Problems over `operands` numbers of `digits` digits (or 0..max_operand) joined by `operators`."""
-    if (max_operand is not None and max_operand < 1) or digits < 1 or operands < 2 or not operators or any(op not in OPERATORS for op in operators):
+    bad_range = max_operand is not None and max_operand < 1
+    if bad_range or digits < 1 or operands < 2 or not operators or any(op not in OPERATORS for op in operators):
         raise GroupwiseError(f"bad arithmetic params digits={digits} operands={operands} operators='{operators}'",
                              "use digits >= 1, operands >= 2 and operators from '+-*'")
     size = size or DEFAULT_TRAIN_SIZE

@@ -53,14 +53,14 @@ def build_code_functions(language: str, split: str, size: int | None, seed: int,
     return [_row(p, language, template) for p in chosen]
 
 
-@register_task("python-functions")
+@register_task("python-functions", rewards=[{"name": "code_tests", "params": {"language": "python"}}])
 def build_python_functions(split: str, size: int | None, seed: int, *, prompt: str | None = None
                            ) -> list[dict[str, Any]]:
     """Python function problems (tests are `assert` snippets run by `code_tests` with language=python)."""
     return build_code_functions("python", split, size, seed, prompt)
 
 
-@register_task("rust-functions")
+@register_task("rust-functions", rewards=[{"name": "code_tests", "params": {"language": "rust"}}])
 def build_rust_functions(split: str, size: int | None, seed: int, *, prompt: str | None = None
                          ) -> list[dict[str, Any]]:
     """Rust function problems (tests are `assert_eq!` statements run by `code_tests` with language=rust)."""

@@ -30,7 +30,7 @@ _OPERATORS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 # ---- generation ------------------------------------------------------------------------------------------
 
 
-@register_task("countdown")
+@register_task("countdown", rewards=[{"name": "countdown_verify"}])
 def build_countdown(split: str, size: int | None, seed: int, *, num_numbers: int = 3, max_number: int = 20,
                     max_target: int = 100, heldout_share: float = 0.1,
                     question: str = QUESTION) -> list[dict[str, Any]]:

@@ -16,14 +16,20 @@ from groupwise.errors import GroupwiseError
 Rows = list[dict[str, Any]]
 TaskBuilder = Callable[..., Rows]
 _TASKS: dict[str, TaskBuilder] = {}
+_TASK_REWARDS: dict[str, list[dict[str, Any]]] = {}
 _BUILTIN_MODULES = ("arithmetic", "countdown", "code_functions")
 
 
-def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
-    """Register ``build(split: 'train' | 'heldout', size: int | None, seed: int, **params) -> rows``."""
+def register_task(name: str, rewards: list[dict[str, Any]] | None = None
+                  ) -> Callable[[TaskBuilder], TaskBuilder]:
+    """Register ``build(split: 'train' | 'heldout', size: int | None, seed: int, **params) -> rows``.
+
+    `rewards`: the reward functions (config entries) used when the config names none.
+    """
 
     def wrap(builder: TaskBuilder) -> TaskBuilder:
         _TASKS[name] = builder
+        _TASK_REWARDS[name] = rewards or []
         return builder
 
     return wrap
@@ -31,16 +37,18 @@ def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
 
 def _load_builtins() -> None:
     for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(f"groupwise.data.tasks.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"groupwise.data.tasks.{module}":
-                raise
+        importlib.import_module(f"groupwise.data.tasks.{module}")
 
 
 def available_tasks() -> list[str]:
     _load_builtins()
     return sorted(_TASKS)
+
+
+def task_rewards(name: str) -> list[dict[str, Any]]:
+    """The default reward functions of a built-in task (config entries: name, weight, params)."""
+    _load_builtins()
+    return _TASK_REWARDS.get(name, [])
 
 
 def build_task(name: str, split: str, size: int | None, seed: int, **params: Any) -> Rows:
