@@ -163,3 +163,35 @@ def percent(value: float | None) -> str | None:
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write the full result set as indented JSON."""
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+PHASES = ("generate", "logprobs", "update", "reward")
+
+
+def groupwise_columns(run_dir: Path, **extra: str) -> dict[str, list[Any]]:
+    """Per-step timings and lengths (plus `extra` name=metric key) from a groupwise run's metrics.jsonl."""
+    from groupwise.train.metrics import read_metrics
+
+    metrics = read_metrics(run_dir)
+    keys = {"step_s": "step_s", **{f"{p}_s": f"{p}_s" for p in PHASES}, "completion_len": "completion_len/mean",
+            **extra}
+    return {name: [m.get(key) for m in metrics] for name, key in keys.items()}
+
+
+def phase_shares(record: dict[str, Any]) -> dict[str, float | None]:
+    """Share of the steady steps' time in each phase of a groupwise step."""
+    return {phase: rounded(share(record[f"{phase}_s"], record["step_s"]), 3) for phase in PHASES}
+
+
+def phase_cells(result: dict[str, Any]) -> list[str | None]:
+    """The phase-share columns of a result table row (empty for a system that does not report them)."""
+    phases = result.get("share", {})
+    return [percent(phases.get(phase)) for phase in PHASES]
+
+
+def failed(child: ChildResult, name: str) -> dict[str, Any] | None:
+    """The result line of a system whose child process failed, or None when it succeeded."""
+    if child.returncode != 0 or child.record is None:
+        return {"system": name, "error": f"child exited with code {child.returncode}",
+                "wall_s": round(child.wall_s, 1)}
+    return None

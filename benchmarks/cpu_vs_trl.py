@@ -23,15 +23,17 @@ from _common import (
     ChildResult,
     child_env,
     emit,
+    failed,
+    groupwise_columns,
     machine_info,
     markdown_table,
     median_steady,
-    percent,
+    phase_cells,
+    phase_shares,
     ratio,
     report,
     rounded,
     run_child,
-    share,
     steady,
     write_json,
 )
@@ -173,7 +175,6 @@ def run_groupwise(model: str, steps: int, threads: int, overrides: list[str]) ->
     from groupwise.config.load import build_config
     from groupwise.models.precision import cpu_has_fast_bf16
     from groupwise.train.loop import train
-    from groupwise.train.metrics import read_metrics
 
     with tempfile.TemporaryDirectory(prefix="bench-groupwise-") as tmp:
         data_path = Path(tmp) / "rows.jsonl"
@@ -183,10 +184,8 @@ def run_groupwise(model: str, steps: int, threads: int, overrides: list[str]) ->
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         cfg = build_config(config_path, overrides)
         train(cfg, Path(tmp) / "run")
-        metrics = read_metrics(Path(tmp) / "run")
-
-    def column(key: str) -> list[Any]:
-        return [m.get(key) for m in metrics]
+        columns = groupwise_columns(Path(tmp) / "run", reward="reward/mean", correct="reward/answer_match/mean",
+                                    learnable_fraction="learnable_fraction")
 
     report({"system": "groupwise", "version": getattr(groupwise, "__version__", "?"),
             "threads": torch.get_num_threads(), "overrides": overrides,
@@ -194,12 +193,7 @@ def run_groupwise(model: str, steps: int, threads: int, overrides: list[str]) ->
                          "rollout_dtype": cfg.rollout.dtype, "train_bf16": cfg.train.bf16,
                          "gradient_checkpointing": cfg.model.gradient_checkpointing,
                          "cpu_fast_bf16": cpu_has_fast_bf16()},
-            "step_s": column("step_s"), "generate_s": column("generate_s"),
-            "logprobs_s": column("logprobs_s"), "update_s": column("update_s"),
-            "reward_s": column("reward_s"),
-            "completion_len": column("completion_len/mean"), "reward": column("reward/mean"),
-            "correct": column("reward/answer_match/mean"),
-            "learnable_fraction": column("learnable_fraction")})
+            **columns})
 
 
 # ---- the parent --------------------------------------------------------------------------------------------
@@ -207,10 +201,9 @@ def run_groupwise(model: str, steps: int, threads: int, overrides: list[str]) ->
 
 def summarize(child: ChildResult, name: str) -> dict[str, Any]:
     """One system's result line: steady-step median, peak RSS, throughput and (groupwise) phase shares."""
+    if error := failed(child, name):
+        return error
     record = child.record
-    if child.returncode != 0 or record is None:
-        return {"system": name, "error": f"child exited with code {child.returncode}",
-                "wall_s": round(child.wall_s, 1)}
     step_s = record["step_s"]
     tokens = [PROMPTS * GROUP * (length or 0.0) for length in record["completion_len"]]
     steady_tokens, steady_steps = sum(steady(tokens)), sum(steady(step_s))
@@ -224,8 +217,7 @@ def summarize(child: ChildResult, name: str) -> dict[str, Any]:
     if name == "groupwise":
         generate = sum(steady(record["generate_s"]))
         out["gen_only_tokens_per_s"] = rounded(steady_tokens / generate, 1) if generate else None
-        out["share"] = {phase: rounded(share(record[f"{phase}_s"], step_s), 3)
-                        for phase in ("generate", "logprobs", "update", "reward")}
+        out["share"] = phase_shares(record)
         out["overrides"] = record["overrides"]
     else:
         out["frac_reward_zero_std"] = record["frac_reward_zero_std"]
@@ -241,11 +233,8 @@ def table(results: list[dict[str, Any]]) -> str:
         if "error" in r:
             rows.append([r["system"], r["error"]] + [None] * (len(headers) - 2))
             continue
-        phases = r.get("share", {})
         rows.append([r["system"], r["median_step_s"], r["peak_rss_mib"], r["gen_tokens_per_s"],
-                     r.get("gen_only_tokens_per_s"), percent(phases.get("generate")),
-                     percent(phases.get("logprobs")), percent(phases.get("update")),
-                     percent(phases.get("reward")), r["completion_len_mean"]])
+                     r.get("gen_only_tokens_per_s"), *phase_cells(r), r["completion_len_mean"]])
     return markdown_table(headers, rows)
 
 

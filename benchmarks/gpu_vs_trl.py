@@ -27,15 +27,17 @@ from _common import (
     ChildResult,
     child_env,
     emit,
+    failed,
+    groupwise_columns,
     machine_info,
     markdown_table,
     median_steady,
-    percent,
+    phase_cells,
+    phase_shares,
     ratio,
     report,
     rounded,
     run_child,
-    share,
     steady,
     write_json,
 )
@@ -222,7 +224,6 @@ def run_groupwise(workdir: Path, a: argparse.Namespace) -> None:
     import groupwise
     from groupwise.config.load import build_config
     from groupwise.train.loop import train
-    from groupwise.train.metrics import read_metrics
 
     cuda = torch.cuda.is_available()
     words = json.loads((workdir / "model" / "bench-shape.json").read_text())["vocab_size"] - 3
@@ -235,16 +236,10 @@ def run_groupwise(workdir: Path, a: argparse.Namespace) -> None:
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         cfg = build_config(config_path, a.groupwise_set)
         train(cfg, Path(tmp) / "run")
-        metrics = read_metrics(Path(tmp) / "run")
-
-    def column(key: str) -> list[Any]:
-        return [m.get(key) for m in metrics]
+        columns = groupwise_columns(Path(tmp) / "run", truncated_fraction="truncated_fraction")
 
     report({"system": "groupwise", "version": groupwise.__version__, "overrides": a.groupwise_set,
-            "step_s": column("step_s"), "generate_s": column("generate_s"),
-            "logprobs_s": column("logprobs_s"), "update_s": column("update_s"),
-            "reward_s": column("reward_s"), "completion_len": column("completion_len/mean"),
-            "truncated_fraction": column("truncated_fraction"),
+            **columns,
             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
             "device": torch.cuda.get_device_name() if cuda else "cpu"})
 
@@ -254,10 +249,9 @@ def run_groupwise(workdir: Path, a: argparse.Namespace) -> None:
 
 def summarize(child: ChildResult, name: str, a: argparse.Namespace) -> dict[str, Any]:
     """One system's result line: steady-step median, peak GPU memory, tokens/s, (groupwise) phase shares."""
+    if error := failed(child, name):
+        return error
     record = child.record
-    if child.returncode != 0 or record is None:
-        return {"system": name, "error": f"child exited with code {child.returncode}",
-                "wall_s": round(child.wall_s, 1)}
     step_s = record["step_s"]
     median = median_steady(step_s)
     lengths = [x for x in record["completion_len"] if x is not None]
@@ -270,8 +264,7 @@ def summarize(child: ChildResult, name: str, a: argparse.Namespace) -> dict[str,
         generate = sum(steady(record["generate_s"]))
         tokens = a.prompts * a.group * a.completion * len(steady(step_s))
         out["gen_only_tokens_per_s"] = rounded(tokens / generate, 1) if generate else None
-        out["share"] = {phase: rounded(share(record[f"{phase}_s"], step_s), 3)
-                        for phase in ("generate", "logprobs", "update", "reward")}
+        out["share"] = phase_shares(record)
         out["overrides"] = record["overrides"]
     return out
 
@@ -285,11 +278,8 @@ def table(results: list[dict[str, Any]]) -> str:
         if "error" in r:
             rows.append([r["system"], r["error"]] + [None] * (len(headers) - 2))
             continue
-        phases = r.get("share", {})
         rows.append([r["system"], r["median_step_s"], r["peak_gib"], r["tokens_per_s"],
-                     r.get("gen_only_tokens_per_s"), percent(phases.get("generate")),
-                     percent(phases.get("logprobs")), percent(phases.get("update")),
-                     percent(phases.get("reward")), r["full_length"]])
+                     r.get("gen_only_tokens_per_s"), *phase_cells(r), r["full_length"]])
     return markdown_table(headers, rows)
 
 

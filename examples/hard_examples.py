@@ -60,7 +60,6 @@ def base_overrides(args: argparse.Namespace) -> list[str]:
         f"model.name={json.dumps(args.model)}", "data.task=arithmetic",
         f"data.task_params={{max_operand: {args.max_operand}, operators: '+', heldout_share: 0.5}}",
         f"data.train_size={args.pool}", f"data.heldout_size={args.heldout}", f"data.seed={args.seed}",
-        "rewards.functions=[{name: answer_match, params: {extract: tag_or_last_number}}]",  # slices are files
         f"rollout.group_size={args.group_size}", f"rollout.prompts_per_step={args.prompts_per_step}",
         f"rollout.max_new_tokens={args.max_new_tokens}", f"train.steps={args.steps}",
         f"train.seed={args.seed}",

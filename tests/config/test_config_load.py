@@ -59,3 +59,10 @@ def test_configuration_doc_matches_the_field_descriptions():
 
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
     assert reference_markdown() in doc, "regenerate docs/configuration.md with `groupwise config --reference`"
+
+
+def test_another_task_does_not_inherit_the_default_jobs_task_params():
+    assert build_config(None, ["data.task=rust-functions"]).data.task_params == {}
+    assert build_config(None, ["data.task=arithmetic"]).data.task_params["max_operand"] == 20
+    kept = build_config(None, ["data.task=countdown", "data.task_params={num_numbers: 4}"])
+    assert kept.data.task_params == {"num_numbers": 4}

@@ -93,14 +93,22 @@ def format_validation_error(err: ValidationError) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _without_foreign_task_params(default: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """The default job's task_params belong to its task: a user who names another task does not inherit them."""
+    user_data = user.get("data") if isinstance(user.get("data"), dict) else {}
+    if "task" in user_data and user_data["task"] != default["data"].get("task"):
+        default = copy.deepcopy(default)
+        default["data"].pop("task_params", None)
+    return default
+
+
 def build_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Default < file < --set; then the algorithm preset fills the knobs not set explicitly."""
-    data = embedded_default()
-    if path is not None:
-        data = deep_merge(data, read_yaml(path))
+    default, user = embedded_default(), read_yaml(path) if path is not None else {}
     for item in overrides:
         key, value = parse_override(item)
-        set_path(data, key, value)
+        set_path(user, key, value)
+    data = deep_merge(_without_foreign_task_params(default, user), user)
     data = apply_preset(data)
     try:
         return Config.model_validate(data)

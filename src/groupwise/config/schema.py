@@ -64,7 +64,8 @@ class RewardSpec(Section):
 
 class RewardsConfig(Section):
     functions: list[RewardSpec] | None = Field(None, description="Reward functions combined by weight (default: "
-                                               "the built-in task's own, e.g. code_tests for rust-functions).")
+                                               "the built-in task's own, e.g. code_tests for rust-functions; "
+                                               "answer_match for data files).")
     workers: int = Field(4, ge=1, description="Parallel workers scoring a batch.")
     timeout_s: float = Field(120.0, gt=0, description="Longest wait for one reward function on one batch "
                              "(code rewards compile and run every completion).")
@@ -184,6 +185,4 @@ class Config(Section):
             raise ValueError("algorithm.overlong_cache must be smaller than rollout.max_new_tokens")
         if self.rewards.functions == []:
             raise ValueError("rewards.functions is empty: give at least one reward function")
-        if self.rewards.functions is None and self.data.task is None:
-            raise ValueError("data.path needs rewards.functions: name the reward functions that score this data")
         return self

@@ -47,14 +47,18 @@ def build_reward_functions(specs: Sequence[Any], sandbox: dict[str, Any] | None 
     return functions
 
 
+FILE_DATA_REWARDS = [{"name": "answer_match"}]  # a data file with an `answer` column, unless told otherwise
+
+
 def configured_rewards(cfg: Any) -> list[RewardFunction]:
-    """The run's reward functions: `rewards.functions`, or the built-in task's defaults when none are given."""
+    """The run's reward functions: `rewards.functions`, else the built-in task's own (answer_match for files)."""
     from groupwise.config.schema import RewardSpec
     from groupwise.data.tasks.registry import task_rewards
 
     specs = cfg.rewards.functions
     if specs is None:
-        specs = [RewardSpec(**entry) for entry in task_rewards(cfg.data.task)]
+        entries = task_rewards(cfg.data.task) if cfg.data.path is None else FILE_DATA_REWARDS
+        specs = [RewardSpec(**entry) for entry in entries]
     return build_reward_functions(specs, cfg.sandbox.model_dump())
 
 
