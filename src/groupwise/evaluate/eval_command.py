@@ -12,7 +12,6 @@ from groupwise.evaluate.data_spec import base_config, data_overrides
 from groupwise.evaluate.passk_eval import check_meta, evaluate_passk, unique_rows, usable_ks
 from groupwise.evaluate.run import load_for_eval
 from groupwise.evaluate.sampling import success_threshold
-from groupwise.models.load import resolve_device
 from groupwise.rewards.compute import configured_rewards
 
 
@@ -46,7 +45,6 @@ def _evaluate_one(name: str, model, tokenizer, rows, cfg: Config, samples: int, 
         r = cfg.rollout
         check_meta(out, {"model": name, "samples": samples, "threshold": success_threshold(cfg),
                          "max_new_tokens": r.max_new_tokens, "temperature": r.temperature})
-    model.to(resolve_device(cfg.model.device))
     rewards = configured_rewards(cfg)
     with count_progress(len(rows), label, enabled=cfg.log.progress, console=console) as advance:
         summary = evaluate_passk(model, tokenizer, rows, render_all(rows, tokenizer, cfg), rewards, cfg,

@@ -17,7 +17,7 @@ from rich.table import Table
 from groupwise.config.schema import Config
 from groupwise.data.source import load_rows
 from groupwise.evaluate.sampling import generate_and_score, success_threshold
-from groupwise.models.load import load_configured_model, resolve_device
+from groupwise.models.load import load_configured_model
 from groupwise.rewards.compute import configured_rewards
 
 PREFLIGHT_PROMPTS = 8
@@ -30,7 +30,7 @@ def preflight(cfg: Config, prompts: int = PREFLIGHT_PROMPTS) -> dict[str, Any]:
     seed_everything(cfg.train.seed)
     rewards = configured_rewards(cfg)
     model, tokenizer = load_configured_model(cfg)
-    model.to(resolve_device(cfg.model.device)).eval()
+    model.eval()
     pool = load_rows(cfg.data, "train")
     rows, _ = PromptStream(pool, [""] * len(pool), cfg.data.seed)(min(prompts, len(pool)))
     r = cfg.rollout

@@ -19,7 +19,7 @@ from groupwise.evaluate.select import (
     select_indices,
     write_selection,
 )
-from groupwise.models.load import load_configured_model, resolve_device
+from groupwise.models.load import load_configured_model
 from groupwise.rewards.compute import configured_rewards
 
 
@@ -49,7 +49,7 @@ def run_select(data: str | None, keep: str, out: Path, *, samples: int = 8, mode
 
     def load_model():
         loaded, tokenizer = load_configured_model(cfg)
-        loaded.to(resolve_device(cfg.model.device)).eval()
+        loaded.eval()
         return loaded, tokenizer, lambda chunk: render_all(chunk, tokenizer, cfg)
 
     with count_progress(todo, "estimating pass rates", enabled=cfg.log.progress and todo > 0,

@@ -92,12 +92,11 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.model.device)
+    resolve_device(cfg.model.device)  # a device that is not there fails before anything loads
     rewards = configured_rewards(cfg)  # before the model
     train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
     heldout = load_rows(cfg.data, "heldout")[: cfg.eval.num_problems] if _evaluates(cfg) else []
-    model, tokenizer = load_configured_model(cfg)
-    model.to(device)
+    model, tokenizer = load_configured_model(cfg)  # on model.device, in the training precision
     stream = PromptStream(train_rows, render_all(train_rows, tokenizer, cfg), cfg.data.seed)
     heldout_texts = render_all(heldout, tokenizer, cfg)
     components = dict(components or {})  # stateful parts saved in checkpoints (register yours here)
