@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from groupwise.config.schema import Config
+from groupwise.evaluate.sampling import generate_and_score, success_threshold
 from groupwise.rewards.compute import RewardFunction
 from groupwise.rollout.sampler import as_sampler
 
@@ -15,7 +16,7 @@ from groupwise.rollout.sampler import as_sampler
 def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], texts: list[str], rewards: list[RewardFunction],
                   cfg: Config, *, samples: int | None = None, progress=None) -> dict[str, Any]:
     """Greedy accuracy (total reward >= success threshold) and mean reward per function over `samples` samples."""
-    threshold = 1.0 if cfg.algorithm.success_threshold is None else cfg.algorithm.success_threshold
+    threshold = success_threshold(cfg)
     samples = cfg.eval.samples if samples is None else samples
     model = as_sampler(model, cfg.rollout)
     greedy_hits, sampled = 0, {f.name: [] for f in rewards}
@@ -39,8 +40,8 @@ def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], texts: list[str]
     return result
 
 
-def _score(model, tokenizer, rows, texts, rewards, cfg: Config, *, group: int, greedy: bool):
-    from groupwise.train.step import score_rollout
 
-    rollout = model(tokenizer, texts, group_size=group, greedy=greedy)
-    return score_rollout(rollout, rows, texts, rewards, cfg, shaping=False)
+def _score(sampler, tokenizer, rows, texts, rewards, cfg: Config, *, group: int, greedy: bool):
+    _, scores = generate_and_score(sampler, tokenizer, rows, texts, rewards, cfg, group=group, greedy=greedy,
+                                   temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p)
+    return scores

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from transformers import PreTrainedModel
+
+
+def left_padded_positions(mask: Tensor) -> Tensor:
+    """Position ids for left-padded rows: each row's first real token is position 0. mask: [B, T]."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def prefill_prompts(decoder: torch.nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, prompt_of_row: Tensor
+                    ) -> tuple[Any, Tensor, Tensor, Tensor]:
+    """Run each distinct prompt [U, P] once and fan its KV cache out to its rows (prompt_of_row: [M]).
+
+    Returns the cache, each row's last prompt hidden state [M, H] (it predicts the first completion token),
+    the rows' prompt mask [M, P] and the position of each row's next token [M]. Gradients, when enabled,
+    reach the prompt through the shared cache.
+    """
+    out = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=left_padded_positions(prompt_mask),
+                  use_cache=True)
+    cache = out.past_key_values
+    cache.reorder_cache(prompt_of_row)
+    row_mask = prompt_mask[prompt_of_row]
+    return cache, out.last_hidden_state[:, -1][prompt_of_row], row_mask, row_mask.long().sum(-1)
 
 
 def chunked_token_logprobs(hidden: Tensor, lm_head: torch.nn.Module, targets: Tensor, chunk: int = 1024,
@@ -44,7 +67,7 @@ def sequence_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mask:
     The body runs once to give hidden states; only completion positions go through the LM head.
     """
     body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # left padding: positions start at 0
+    positions = left_padded_positions(attention_mask)
     hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                   use_cache=False).last_hidden_state
     h = hidden[:, completion_start - 1:-1]  # state at t predicts token t+1
@@ -58,7 +81,7 @@ def sequence_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mask:
 def naive_sequence_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor,
                             completion_start: int, temperature: float = 1.0) -> Tensor:
     """The plain twin of `sequence_logprobs` (full logits), kept for equality tests."""
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    positions = left_padded_positions(attention_mask)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                    use_cache=False).logits.float() / temperature
     logp = torch.log_softmax(logits[:, completion_start - 1:-1], dim=-1)
@@ -75,18 +98,11 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: Tensor, prompt_ma
     (and of its backward) costs 1/G of the plain path. Gradients reach the prompt through the shared cache.
     """
     body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-    prompt_positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
-    prompt_out = body(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=prompt_positions,
-                      use_cache=True)
-    cache = prompt_out.past_key_values
-    cache.reorder_cache(prompt_of_row)
-    row_prompt_mask = prompt_mask[prompt_of_row]
-    start = row_prompt_mask.long().sum(-1, keepdim=True)
-    positions = start + torch.arange(completion_ids.shape[1], device=completion_ids.device)[None]
+    cache, first, row_prompt_mask, start = prefill_prompts(body, prompt_ids, prompt_mask, prompt_of_row)
+    positions = start[:, None] + torch.arange(completion_ids.shape[1], device=completion_ids.device)[None]
     completion_out = body(input_ids=completion_ids, past_key_values=cache, use_cache=True,
                           attention_mask=torch.cat([row_prompt_mask, completion_mask], dim=1),
                           position_ids=positions)
-    first = prompt_out.last_hidden_state[:, -1][prompt_of_row]  # predicts each row's first completion token
     h = torch.cat([first[:, None], completion_out.last_hidden_state[:, :-1]], dim=1)
     b, c = completion_ids.shape
     logp, entropy = chunked_token_logprobs(h.reshape(b * c, -1), model.get_output_embeddings(),

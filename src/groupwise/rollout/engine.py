@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
+from groupwise.models.logprobs import prefill_prompts
 from groupwise.rollout.generate import Rollout, completion_mask_and_eos, encode_prompts
 
 
@@ -91,13 +92,8 @@ def decode_groups(model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tenso
                   pad_id: int) -> tuple[Tensor, Tensor]:
     """Prefill U prompts once, sample G continuations each. Returns tokens and their log-probs, both [U*G, C]."""
     decoder, head = model.get_decoder(), model.get_output_embeddings()
-    positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
-    out = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True)
     rows = torch.arange(prompt_ids.shape[0], device=prompt_ids.device).repeat_interleave(group_size)
-    cache = out.past_key_values
-    cache.reorder_cache(rows)
-    hidden = out.last_hidden_state[:, -1][rows]
-    attention, next_position = prompt_mask[rows], prompt_mask.long().sum(-1)[rows]
+    cache, hidden, attention, next_position = prefill_prompts(decoder, prompt_ids, prompt_mask, rows)
     n = rows.shape[0]
     tokens = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=prompt_ids.device)
     logps = torch.zeros((n, max_new_tokens), device=prompt_ids.device)
