@@ -2,7 +2,7 @@ import torch
 
 from groupwise.config.load import build_config
 from groupwise.models.logprobs import naive_sequence_logprobs
-from groupwise.rollout.engine import GenerationEngine, top_p_filter
+from groupwise.rollout.engine import GenerationEngine, sample_categorical, top_p_filter
 from groupwise.rollout.generate import generate_group_rollouts
 from groupwise.train.policy import wrap_policy
 
@@ -69,3 +69,20 @@ def test_bf16_engine_samples_valid_groups(tiny):
     engine = GenerationEngine(policy.model, torch.bfloat16)
     rollout = engine.rollouts(tokenizer, PROMPTS, group_size=2, max_new_tokens=6)
     assert rollout.completion_ids.shape[0] == 6 and torch.isfinite(rollout.sampling_logp).all()
+
+
+def test_inverse_cdf_sampling_draws_each_token_with_its_probability():
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.0, 0.0, 0.0, 1.0]]).repeat(20000, 1)
+    draws = sample_categorical(probs).view(20000, 2)
+    first = torch.bincount(draws[:, 0], minlength=4) / 20000
+    # binomial standard error at n=20000 is at most 0.0035: 0.015 is over four of them
+    torch.testing.assert_close(first, torch.tensor([0.1, 0.0, 0.6, 0.3]), atol=0.015, rtol=0)
+    assert first[1] == 0 and (draws[:, 1] == 3).all()  # zero-probability tokens are never drawn
+
+
+def test_unnormalised_rows_sample_like_their_normalised_twins():
+    torch.manual_seed(1)
+    weights = torch.tensor([[2.0, 6.0, 0.0, 2.0]]).repeat(20000, 1)
+    share = torch.bincount(sample_categorical(weights), minlength=4) / 20000
+    torch.testing.assert_close(share, torch.tensor([0.2, 0.6, 0.0, 0.2]), atol=0.015, rtol=0)

@@ -30,7 +30,7 @@ def test_every_preset_trains(preset, tiny_config, tmp_path):
 
 
 def test_dynamic_sampling_keeps_only_groups_with_varied_rewards(tiny_config, tmp_path):
-    cfg = tiny_config("algorithm.dynamic_sampling=true", "algorithm.max_sampling_rounds=6",
+    cfg = tiny_config("algorithm.dynamic_sampling=true", "algorithm.max_sampling_rounds=12",
                       f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]", "rollout.max_new_tokens=6")
     train(cfg, tmp_path / "run")
     for row in _metrics(tmp_path / "run"):

@@ -20,6 +20,9 @@ class ModelConfig(Section):
         "fast (AVX512-BF16/AMX CPUs, CUDA), else float32. Trainable weights stay float32.")
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu' or 'cuda[:N]'.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    attention: Literal["auto", "eager", "sdpa"] = Field(
+        "auto", description="Attention kernel of the training passes; auto: eager (plain matrix products, faster "
+        "for short sequences) on a CPU when rollout.max_new_tokens <= 256, else sdpa.")
     cache_dir: str | None = Field(None, description="Where dequantized GGUF models are cached as safetensors "
                                   "(default: ~/.cache/groupwise).")
 
@@ -133,7 +136,7 @@ class TrainConfig(Section):
     schedule: Literal["constant", "cosine"] = Field("constant", description="Schedule after warm-up.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     micro_batch_size: int = Field(16, ge=1, description="Completions per forward/backward pass.")
-    logprob_chunk: int = Field(1024, ge=1, description="Rows (tokens) per chunk of the memory-safe log-softmax.")
+    logprob_chunk: int = Field(256, ge=1, description="Rows (tokens) per chunk of the memory-safe log-softmax.")
     seed: int = Field(0, description="Seed for sampling and initialisation.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores).")
     save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end).")

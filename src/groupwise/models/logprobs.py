@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
+from groupwise.models.head_logprobs import token_logprobs
+
 
 def left_padded_positions(mask: Tensor) -> Tensor:
     """Position ids for left-padded rows: each row's first real token is position 0. mask: [B, T]."""
@@ -34,30 +36,9 @@ def chunked_token_logprobs(hidden: Tensor, lm_head: torch.nn.Module, targets: Te
                            temperature: float = 1.0) -> tuple[Tensor, Tensor]:
     """log softmax(h W / T)[target] and entropy, `chunk` rows at a time. hidden: [N, H], targets: [N] -> ([N], [N]).
 
-    Each chunk's logits are recomputed in backward (checkpointed), so peak memory holds one chunk of
-    [chunk, vocab] logits instead of all N rows.
+    Peak memory holds one chunk of [chunk, vocab] logits instead of all N rows; backward recomputes them.
     """
-    logps, entropies = [], []
-    for start in range(0, hidden.shape[0], chunk):
-        h, t = hidden[start:start + chunk], targets[start:start + chunk]
-        if torch.is_grad_enabled() and h.requires_grad:
-            logp, ent = torch.utils.checkpoint.checkpoint(_chunk_logprobs, h, lm_head.weight, t, temperature,
-                                                          use_reentrant=False)
-        else:
-            logp, ent = _chunk_logprobs(h, lm_head.weight, t, temperature)
-        logps.append(logp)
-        entropies.append(ent)
-    return torch.cat(logps), torch.cat(entropies)
-
-
-def _chunk_logprobs(h: Tensor, weight: Tensor, targets: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
-    logits = (h @ weight.T).float() / temperature  # [chunk, V]
-    log_z = torch.logsumexp(logits, dim=-1)
-    logp = logits.gather(-1, targets[:, None]).squeeze(-1) - log_z
-    with torch.no_grad():  # entropy is a diagnostic: never back-propagated
-        probs = torch.softmax(logits, dim=-1)
-        entropy = log_z - (probs * logits).sum(-1)
-    return logp, entropy
+    return token_logprobs(hidden, lm_head.weight, targets, chunk=chunk, temperature=temperature)
 
 
 def sequence_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, completion_start: int,

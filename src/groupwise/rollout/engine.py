@@ -5,12 +5,16 @@ decoding in float32. What makes it faster on a small batch of short completions:
 - generation runs on plain merged weights (W + BA), so no LoRA adapter work per token;
 - each distinct prompt is prefilled once and its KV cache fanned out to its G samples;
 - rows that emitted EOS leave the batch, and decoding stops when none are left;
+- on a CPU, attention is plain matrix products and tokens are drawn by inverting the cumulative distribution,
+  both far cheaper per step than the fused kernels transformers picks (`decode_attention`, `sample_categorical`);
 - the copy may be kept in bfloat16 (`rollout.dtype`), whose matrix products are several times faster on CPUs
   with AVX512-BF16 or AMX; the trainer's float32 log-probs then differ slightly from the sampler's, which
   `algorithm.importance_sampling` (TIS/MIS) corrects.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import Tensor
@@ -31,6 +35,20 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
+def decode_attention(device: torch.device) -> str:
+    """Attention kernel for decoding: on a CPU the fused SDPA kernel costs ~1 ms a call for one query token,
+    plain matrix products a tenth of that (SmolLM2-135M, 32 x 64 tokens: 4.4 s -> 3.2 s); elsewhere SDPA."""
+    return "eager" if device.type == "cpu" else "sdpa"
+
+
+def sample_categorical(probs: Tensor) -> Tensor:
+    """One draw per row of `probs` [N, V] by inverting its cumulative sum: exact, and far cheaper on a CPU than
+    `torch.multinomial`, which draws an exponential variate for every vocabulary entry."""
+    cdf = probs.cumsum(-1)
+    u = torch.rand(probs.shape[0], 1, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
 def _lora_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     from peft.tuners.lora import LoraLayer
 
@@ -47,8 +65,11 @@ class GenerationEngine:
     def __init__(self, policy_model: PreTrainedModel, dtype: torch.dtype) -> None:
         base = policy_model.get_base_model() if hasattr(policy_model, "get_base_model") else policy_model
         self.dtype = dtype
-        self.model = AutoModelForCausalLM.from_config(base.config, dtype=dtype).eval().requires_grad_(False)
-        self.model.to(next(policy_model.parameters()).device)
+        device = next(policy_model.parameters()).device
+        config = copy.deepcopy(base.config)  # from_config writes the attention choice into the config it gets
+        self.model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=(
+            decode_attention(device))).eval().requires_grad_(False)
+        self.model.to(device)
         self._static_synced = False
         self.sync(policy_model)
 
@@ -107,7 +128,7 @@ def decode_groups(model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tenso
             logp = torch.log_softmax(logits, -1).gather(-1, chosen[:, None]).squeeze(-1)
         else:
             log_probs = torch.log_softmax(top_p_filter(logits / temperature, top_p), -1)
-            chosen = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+            chosen = sample_categorical(log_probs.exp())
             logp = log_probs.gather(-1, chosen[:, None]).squeeze(-1)
         tokens[alive, t], logps[alive, t] = chosen, logp
         running = chosen != eos_id

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import PeftModel, get_peft_model
+from peft.helpers import disable_input_dtype_casting
 from transformers import PreTrainedModel
 
 from groupwise.config.schema import Config, RolloutConfig
 from groupwise.errors import GroupwiseError
-from groupwise.models.precision import resolve_bf16
+from groupwise.models.precision import autocast, resolve_bf16
 from groupwise.rollout.generate import Rollout
 from groupwise.rollout.sampler import Sampler
 
@@ -41,6 +42,17 @@ class Policy:
             self.sampler.refresh()
             self._sampler_version = self.version
         return self.sampler(tokenizer, texts, group_size=rollout.group_size)
+
+    @contextlib.contextmanager
+    def training_precision(self) -> Iterator[None]:
+        """The precision of the training passes: bf16 autocast when `bf16`, where LoRA layers hand their bf16
+        input straight to the adapter (peft would cast it to float32, and autocast back, twice per layer)."""
+        if not self.bf16:
+            yield
+            return
+        keep_input_dtype = disable_input_dtype_casting(self.model) if self.lora else contextlib.nullcontext()
+        with autocast(next(self.model.parameters()).device, True), keep_input_dtype:
+            yield
 
     @contextlib.contextmanager
     def as_reference(self) -> Iterator[PreTrainedModel]:

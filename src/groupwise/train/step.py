@@ -20,7 +20,6 @@ from groupwise.algorithms import (
     success_rate,
 )
 from groupwise.config.schema import AlgorithmConfig, Config
-from groupwise.models.precision import autocast
 from groupwise.rewards.compute import RewardFunction, Scores, score_batch
 from groupwise.rollout.generate import Rollout, concat_rollouts, select_groups
 from groupwise.train.batch import MicroBatch, loss_share, micro_batch_logprobs, micro_batches
@@ -168,16 +167,12 @@ def reference_and_old_logprobs(policy: Policy, rollout: Rollout, loss_mask: Tens
     chunks = micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask)
     temperature = cfg.rollout.temperature
     if cfg.algorithm.beta > 0:
-        with policy.as_reference() as reference, autocast(_device(policy), policy.bf16):
+        with policy.as_reference() as reference, policy.training_precision():
             out["ref"] = _gather(chunks, rollout, lambda mb: _logprobs(reference, mb, cfg, temperature)[0])
     if _needs_old_logprobs(cfg):
-        with autocast(_device(policy), policy.bf16):
+        with policy.training_precision():
             out["old"] = _gather(chunks, rollout, lambda mb: _logprobs(policy.model, mb, cfg, temperature)[0])
     return out
-
-
-def _device(policy: Policy) -> torch.device:
-    return next(policy.model.parameters()).device
 
 
 def _gather(chunks: list[MicroBatch], rollout: Rollout, fn) -> Tensor:
@@ -218,7 +213,7 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
     sums: dict[str, float] = {}
     total_loss = 0.0
     for mb in micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask):
-        with autocast(device, policy.bf16):
+        with policy.training_precision():
             logp, entropy = _logprobs(policy.model, mb, cfg, cfg.rollout.temperature)
         mask = mb.completion_mask.to(device)
         old = mb.take(fixed["old"]).to(device) if "old" in fixed else logp.detach()
