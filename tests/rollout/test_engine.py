@@ -86,3 +86,26 @@ def test_unnormalised_rows_sample_like_their_normalised_twins():
     weights = torch.tensor([[2.0, 6.0, 0.0, 2.0]]).repeat(20000, 1)
     share = torch.bincount(sample_categorical(weights), minlength=4) / 20000
     torch.testing.assert_close(share, torch.tensor([0.2, 0.6, 0.0, 0.2]), atol=0.015, rtol=0)
+
+
+def test_shared_engine_decodes_from_the_policy_itself_without_a_copy(tiny):
+    policy, tokenizer = _lora_policy(tiny)
+    policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    policy.model.train()  # as between updates: checkpointing would drop the KV cache in train mode
+    plain = generate_group_rollouts(policy.model, tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
+    engine = GenerationEngine(policy.model, torch.float32, shared=True)
+    shared = engine.rollouts(tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
+    assert shared.completions == plain.completions
+    assert torch.equal(shared.completion_mask, plain.completion_mask)
+    params = {id(p) for p in policy.model.parameters()}
+    assert all(id(p) in params for p in engine.model.parameters())  # the policy's own tensors, no second model
+    assert policy.model.training  # its mode is given back
+
+
+def test_sampler_shares_weights_on_request_and_copies_on_cpu_by_default(tiny):
+    from groupwise.rollout.sampler import Sampler
+
+    policy, _ = _lora_policy(tiny)
+    auto = Sampler(policy.model, build_config(None, ["rollout.dtype=float32"]).rollout)
+    shared = Sampler(policy.model, build_config(None, ["rollout.weights=shared"]).rollout)
+    assert not auto.engine.shared and shared.engine.shared

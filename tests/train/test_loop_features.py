@@ -76,3 +76,14 @@ def test_focal_advantages_scale_each_group_by_its_failure_rate():
     plain = build_config(None, []).algorithm
     torch.testing.assert_close(compute_advantages(rewards, plain)[0], torch.tensor([1.5, -0.5, -0.5, -0.5]),
                                atol=1e-3, rtol=0)
+
+
+def test_training_with_a_shared_weight_sampler_follows_the_updates(tiny_config, tmp_path):
+    # shared: what GPUs use by default; the sampler sees every update without a sync
+    cfg = tiny_config("rollout.weights=shared", "lora.enabled=false", "train.learning_rate=0.05",
+                      f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]", "train.steps=3")
+    train(cfg, tmp_path / "run")
+    rows = _metrics(tmp_path / "run")
+    assert len(rows) == 3 and all(r["grad_norm"] > 0 for r in rows)
+    # one update per rollout: no old log-probs are recomputed, and the first ratio is exactly 1
+    assert rows[0]["ratio_mean"] == pytest.approx(1.0, abs=1e-6)

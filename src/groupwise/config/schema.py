@@ -115,9 +115,12 @@ class AlgorithmConfig(Section):
 class RolloutConfig(Section):
     engine: Literal["fast", "hf"] = Field("fast", description="fast: a merged copy of the policy decoding each "
                                           "prompt once per group; hf: plain transformers generate.")
+    weights: Literal["auto", "copy", "shared"] = Field(
+        "auto", description="The fast engine decodes from a merged copy of the policy (copy: no adapter work per "
+        "token, one more model in memory) or from the policy itself (shared); auto: copy on a CPU, shared on GPUs.")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="Precision of the fast engine's weights; auto: bfloat16 where the device computes it "
-        "fast (AVX512-BF16/AMX CPUs, CUDA), else float32.")
+        "auto", description="Precision of the fast engine's products (the copy's weights, or autocast when shared); "
+        "auto: bfloat16 where the device computes it fast (AVX512-BF16/AMX CPUs, CUDA), else float32.")
     prompts_per_step: int = Field(8, ge=1, description="Distinct prompts per training step.")
     group_size: int = Field(8, ge=2, description="Completions per prompt (GRPO group).")
     max_new_tokens: int = Field(32, ge=1, description="Completion length limit.")

@@ -14,13 +14,16 @@ decoding in float32. What makes it faster on a small batch of short completions:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from groupwise.models.logprobs import prefill_prompts
+from groupwise.models.precision import autocast
 from groupwise.rollout.generate import Rollout, completion_mask_and_eos, encode_prompts
 
 
@@ -60,12 +63,16 @@ def _plain_name(peft_name: str) -> str:
 
 
 class GenerationEngine:
-    """A plain copy of the policy's architecture used only for sampling; `sync` refreshes its weights."""
+    """Decodes groups from a plain merged copy of the policy (`sync` refreshes it), or, with `shared`, from the
+    policy's own modules: no second model in memory, the adapter applied per token, products in `dtype`."""
 
-    def __init__(self, policy_model: PreTrainedModel, dtype: torch.dtype) -> None:
+    def __init__(self, policy_model: PreTrainedModel, dtype: torch.dtype, shared: bool = False) -> None:
         base = policy_model.get_base_model() if hasattr(policy_model, "get_base_model") else policy_model
-        self.dtype = dtype
+        self.dtype, self.shared = dtype, shared
         device = next(policy_model.parameters()).device
+        if shared:
+            self.model = base
+            return
         config = copy.deepcopy(base.config)  # from_config writes the attention choice into the config it gets
         self.model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=(
             decode_attention(device))).eval().requires_grad_(False)
@@ -76,6 +83,8 @@ class GenerationEngine:
     @torch.no_grad()
     def sync(self, policy_model: PreTrainedModel) -> None:
         """Copy the policy's current weights, LoRA deltas merged in (the policy itself is never modified)."""
+        if self.shared:
+            return
         lora = _lora_modules(policy_model)
         if not lora or not self._static_synced:  # full fine-tuning changes every weight; LoRA only its layers
             own = dict(self.model.named_parameters())
@@ -97,15 +106,33 @@ class GenerationEngine:
         """`group_size` completions per prompt, rows p*G .. p*G+G-1 for prompt p, as `generate_group_rollouts`."""
         device = next(self.model.parameters()).device
         prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
-        tokens, logp = decode_groups(self.model, prompt_ids, prompt_mask, group_size, max_new_tokens,
-                                     temperature=temperature, top_p=top_p, greedy=greedy,
-                                     eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
+        with self._decoding():
+            tokens, logp = decode_groups(self.model, prompt_ids, prompt_mask, group_size, max_new_tokens,
+                                         temperature=temperature, top_p=top_p, greedy=greedy,
+                                         eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
         rows = torch.arange(len(prompts), device=device).repeat_interleave(group_size)
         mask, has_eos = completion_mask_and_eos(tokens, tokenizer.eos_token_id)
         tokens = torch.where(mask.bool(), tokens, torch.full_like(tokens, tokenizer.pad_token_id))
         texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return Rollout(prompt_ids[rows].cpu(), prompt_mask[rows].cpu(), tokens.cpu(), mask.cpu(),
                        (logp * mask).cpu(), has_eos.cpu(), texts, group_size)
+
+
+    @contextlib.contextmanager
+    def _decoding(self) -> Iterator[None]:
+        """Shared modules decode in eval mode (gradient checkpointing would drop the KV cache in train mode)
+        and under autocast when `dtype` is lower than the weights'; a private copy needs neither."""
+        if not self.shared:
+            yield
+            return
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        try:
+            with autocast(device, self.dtype == torch.bfloat16):
+                yield
+        finally:
+            self.model.train(was_training)
 
 
 def decode_groups(model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, group_size: int,

@@ -20,7 +20,9 @@ class Sampler:
         if rollout.engine == "fast":
             dtype = rollout.dtype if rollout.dtype != "auto" else (
                 "bfloat16" if bf16_pays(model) else "float32")
-            self.engine = GenerationEngine(model, getattr(torch, dtype))
+            shared = rollout.weights == "shared" or (
+                rollout.weights == "auto" and next(model.parameters()).device.type != "cpu")
+            self.engine = GenerationEngine(model, getattr(torch, dtype), shared=shared)
 
     def refresh(self) -> None:
         if self.engine is not None:
