@@ -24,7 +24,6 @@ from groupwise.errors import GroupwiseError
 from groupwise.evaluate.accuracy import evaluate_rows
 from groupwise.models.load import load_configured_model, resolve_device
 from groupwise.rewards.compute import configured_rewards
-from groupwise.runtime import configure_runtime
 from groupwise.train.checkpoint import (
     Checkpoint,
     Stateful,
@@ -90,9 +89,10 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
-    # a device that is not there fails before anything loads
-    configure_runtime(cfg.train.threads, resolve_device(cfg.model.device))
+    resolve_device(cfg.model.device)  # a device that is not there fails before anything loads
     rewards = configured_rewards(cfg)  # before the model
     train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
     heldout = load_rows(cfg.data, "heldout")[: cfg.eval.num_problems] if _evaluates(cfg) else []
