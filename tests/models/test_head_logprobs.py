@@ -62,3 +62,14 @@ def test_frozen_weight_gets_no_gradient_and_needs_none():
     logp, _ = token_logprobs(hidden, weight, targets, chunk=8)
     logp.sum().backward()
     assert weight.grad is None and hidden.grad is not None
+
+
+def test_cpu_calls_reuse_one_workspace_and_stay_exact():
+    from groupwise.models import head_logprobs
+
+    hidden, weight, targets = _inputs(n=40, v=77)
+    token_logprobs(hidden, weight, targets, chunk=16)[0].sum().backward()
+    storage = {k: v.data_ptr() for k, v in head_logprobs._workspace.items() if k[1] == 77}
+    logp, _ = token_logprobs(hidden * 2, weight, targets, chunk=16)
+    assert storage and storage == {k: v.data_ptr() for k, v in head_logprobs._workspace.items() if k[1] == 77}
+    torch.testing.assert_close(logp, _naive(hidden * 2, weight, targets, 1.0)[0], atol=1e-5, rtol=1e-5)

@@ -52,3 +52,15 @@ def test_chunk_never_holds_more_than_chunk_rows_of_logits():
     assert rows_seen == [16, 16, 8]
     full = torch.log_softmax(hidden @ head.weight.T, -1).gather(-1, targets[:, None]).squeeze(-1)
     torch.testing.assert_close(logp, full.detach())
+
+
+def test_padding_positions_skip_the_head_and_read_zero(tiny):
+    model, tokenizer = tiny
+    ids, mask, start = _batch(tokenizer)
+    full, _ = sequence_logprobs(model, ids, mask.clone(), start)
+    mask[1, -2:] = 0  # row 1's completion ends two tokens early: right padding
+    padded, entropy = sequence_logprobs(model, ids, mask, start)
+    real = mask[:, start:].bool()
+    assert (padded[~real] == 0).all() and (entropy[~real] == 0).all()
+    # right padding changes nothing before it: the real tokens keep their values
+    torch.testing.assert_close(padded[real], full[real], atol=1e-5, rtol=1e-5)

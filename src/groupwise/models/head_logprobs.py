@@ -28,15 +28,27 @@ def _chunk_logits(h: Tensor, weight: Tensor, inv_temperature: float, out: Tensor
     return logits.mul_(inv_temperature) if inv_temperature != 1.0 else logits
 
 
-def _buffer(rows: int, weight: Tensor) -> Tensor:
-    return torch.empty(rows, weight.shape[0], dtype=torch.float32, device=weight.device)
+_workspace: dict[tuple, Tensor] = {}  # CPU only: slot -> the largest [rows, vocab] buffer asked for so far
+
+
+def _buffer(rows: int, weight: Tensor, slot: str, dtype: torch.dtype = torch.float32) -> Tensor:
+    """A [rows, vocab] scratch tensor. On a CPU it is kept between calls: glibc hands every block over 32 MiB
+    back to the kernel on free, and faulting 50 MB of fresh pages in costs as much as the arithmetic on them
+    (the default job spent 20 s of its 6 min in the kernel). CUDA's caching allocator already reuses memory."""
+    if weight.device.type != "cpu":
+        return torch.empty(rows, weight.shape[0], dtype=dtype, device=weight.device)
+    key = (slot, weight.shape[0], dtype)
+    buffer = _workspace.get(key)
+    if buffer is None or buffer.shape[0] < rows:
+        buffer = _workspace[key] = torch.empty(rows, weight.shape[0], dtype=dtype)
+    return buffer[:rows]
 
 
 class TokenLogProbs(torch.autograd.Function):
     """(hidden [N, H], weight [V, H], targets [N]) -> (logp [N], entropy [N]); entropy is not differentiable.
 
-    Two float32 [chunk, V] buffers per call serve every chunk: a fresh large tensor per operation would be
-    page-faulted in each time, which on a CPU cost more than the arithmetic.
+    Two float32 [chunk, V] buffers serve every chunk (and, on a CPU, every call): a fresh large tensor per
+    operation would be page-faulted in each time, which on a CPU cost more than the arithmetic.
     """
 
     @staticmethod
@@ -46,7 +58,7 @@ class TokenLogProbs(torch.autograd.Function):
         n = hidden.shape[0]
         logp = torch.empty(n, dtype=torch.float32, device=hidden.device)
         entropy, log_z = torch.empty_like(logp), torch.empty_like(logp)
-        logits_buffer, probs_buffer = _buffer(min(chunk, n), w), _buffer(min(chunk, n), w)
+        logits_buffer, probs_buffer = _buffer(min(chunk, n), w, "logits"), _buffer(min(chunk, n), w, "probs")
         for start in range(0, n, chunk):
             end = min(start + chunk, n)
             logits = _chunk_logits(h[start:end], w, inv_temperature, logits_buffer)
@@ -73,9 +85,8 @@ class TokenLogProbs(torch.autograd.Function):
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         grad_logp = grad_logp.float()
-        buffer = _buffer(min(ctx.chunk, n), w)
-        low = buffer if ctx.dtype == torch.float32 else torch.empty(buffer.shape, dtype=ctx.dtype,
-                                                                     device=buffer.device)
+        buffer = _buffer(min(ctx.chunk, n), w, "logits")
+        low = buffer if ctx.dtype == torch.float32 else _buffer(buffer.shape[0], w, "low", ctx.dtype)
         for start in range(0, n, ctx.chunk):
             end = min(start + ctx.chunk, n)
             g = grad_logp[start:end, None]

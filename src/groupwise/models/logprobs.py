@@ -41,22 +41,34 @@ def chunked_token_logprobs(hidden: Tensor, lm_head: torch.nn.Module, targets: Te
     return token_logprobs(hidden, lm_head.weight, targets, chunk=chunk, temperature=temperature)
 
 
+def real_token_logprobs(hidden: Tensor, lm_head: torch.nn.Module, targets: Tensor, mask: Tensor, chunk: int,
+                        temperature: float) -> tuple[Tensor, Tensor]:
+    """`chunked_token_logprobs` of the real (mask 1) tokens only; padding gets 0. hidden: [B, C, H] -> ([B, C]) x 2.
+
+    Completions of one batch differ in length, so a quarter or more of the [B, C] grid can be padding: the LM
+    head, the largest single product of a small model's step, skips it.
+    """
+    b, c = targets.shape
+    real = mask.reshape(-1).nonzero().squeeze(-1)
+    logp, entropy = chunked_token_logprobs(hidden.reshape(b * c, -1)[real], lm_head, targets.reshape(-1)[real],
+                                           chunk, temperature)
+    zeros = logp.new_zeros(b * c)
+    return zeros.index_put((real,), logp).view(b, c), zeros.index_put((real,), entropy).view(b, c)
+
+
 def sequence_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, completion_start: int,
                       chunk: int = 1024, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-    """Log-probs and entropies of the completion tokens. input_ids: [B, P + C] -> ([B, C], [B, C]).
+    """Log-probs and entropies of the completion tokens (0 at padding). input_ids: [B, P + C] -> ([B, C]) x 2.
 
-    The body runs once to give hidden states; only completion positions go through the LM head.
+    The body runs once to give hidden states; only real completion positions go through the LM head.
     """
     body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
     positions = left_padded_positions(attention_mask)
     hidden = body(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                   use_cache=False).last_hidden_state
     h = hidden[:, completion_start - 1:-1]  # state at t predicts token t+1
-    targets = input_ids[:, completion_start:]
-    b, c = targets.shape
-    logp, entropy = chunked_token_logprobs(h.reshape(b * c, -1), model.get_output_embeddings(),
-                                           targets.reshape(-1), chunk, temperature)
-    return logp.view(b, c), entropy.view(b, c)
+    return real_token_logprobs(h, model.get_output_embeddings(), input_ids[:, completion_start:],
+                               attention_mask[:, completion_start:], chunk, temperature)
 
 
 def naive_sequence_logprobs(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor,
@@ -85,7 +97,5 @@ def shared_prompt_logprobs(model: PreTrainedModel, prompt_ids: Tensor, prompt_ma
                           attention_mask=torch.cat([row_prompt_mask, completion_mask], dim=1),
                           position_ids=positions)
     h = torch.cat([first[:, None], completion_out.last_hidden_state[:, :-1]], dim=1)
-    b, c = completion_ids.shape
-    logp, entropy = chunked_token_logprobs(h.reshape(b * c, -1), model.get_output_embeddings(),
-                                           completion_ids.reshape(-1), chunk, temperature)
-    return logp.view(b, c), entropy.view(b, c)
+    return real_token_logprobs(h, model.get_output_embeddings(), completion_ids, completion_mask, chunk,
+                               temperature)
