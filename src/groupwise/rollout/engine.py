@@ -117,7 +117,6 @@ class GenerationEngine:
         return Rollout(prompt_ids[rows].cpu(), prompt_mask[rows].cpu(), tokens.cpu(), mask.cpu(),
                        (logp * mask).cpu(), has_eos.cpu(), texts, group_size)
 
-
     @contextlib.contextmanager
     def _decoding(self) -> Iterator[None]:
         """Shared modules decode in eval mode (gradient checkpointing would drop the KV cache in train mode)
