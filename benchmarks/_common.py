@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,14 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def results_table(headers: Sequence[str], results: Sequence[dict[str, Any]],
+                  cells: Callable[[dict[str, Any]], list[Any]]) -> str:
+    """One row per system: `cells(result)` after the name, or its error across the row when it failed."""
+    rows = [[r["system"], r["error"]] + [None] * (len(headers) - 2) if "error" in r else [r["system"], *cells(r)]
+            for r in results]
+    return markdown_table(headers, rows)
 
 
 def percent(value: float | None) -> str | None:

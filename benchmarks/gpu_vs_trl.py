@@ -30,12 +30,12 @@ from _common import (
     failed,
     groupwise_columns,
     machine_info,
-    markdown_table,
     median_steady,
     phase_cells,
     phase_shares,
     ratio,
     report,
+    results_table,
     rounded,
     run_child,
     steady,
@@ -273,14 +273,9 @@ def table(results: list[dict[str, Any]]) -> str:
     """The markdown summary of the systems that ran."""
     headers = ["system", "s/step (median, steps 2..n)", "peak GiB", "tok/s (step wall)", "tok/s (generation)",
                "generate", "ref+old logprobs", "update", "reward", "full length"]
-    rows = []
-    for r in results:
-        if "error" in r:
-            rows.append([r["system"], r["error"]] + [None] * (len(headers) - 2))
-            continue
-        rows.append([r["system"], r["median_step_s"], r["peak_gib"], r["tokens_per_s"],
-                     r.get("gen_only_tokens_per_s"), *phase_cells(r), r["full_length"]])
-    return markdown_table(headers, rows)
+    return results_table(headers, results, lambda r: [r["median_step_s"], r["peak_gib"], r["tokens_per_s"],
+                                                      r.get("gen_only_tokens_per_s"), *phase_cells(r),
+                                                      r["full_length"]])
 
 
 def compare(results: dict[str, dict[str, Any]]) -> dict[str, Any]:

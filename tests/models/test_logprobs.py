@@ -1,6 +1,7 @@
 import torch
 
-from groupwise.models.logprobs import chunked_token_logprobs, naive_sequence_logprobs, sequence_logprobs
+from groupwise.models.head_logprobs import token_logprobs
+from groupwise.models.logprobs import naive_sequence_logprobs, sequence_logprobs
 
 
 def _batch(tokenizer, n=3, prompt=6, completion=5):
@@ -46,7 +47,7 @@ def test_chunk_never_holds_more_than_chunk_rows_of_logits():
 
     torch.Tensor.__matmul__ = spy
     try:
-        logp, _ = chunked_token_logprobs(hidden, head, targets, chunk=16)
+        logp, _ = token_logprobs(hidden, head.weight, targets, chunk=16)
     finally:
         torch.Tensor.__matmul__ = original
     assert rows_seen == [16, 16, 8]

@@ -32,26 +32,19 @@ def prefill_prompts(decoder: torch.nn.Module, prompt_ids: Tensor, prompt_mask: T
     return cache, out.last_hidden_state[:, -1][prompt_of_row], row_mask, row_mask.long().sum(-1)
 
 
-def chunked_token_logprobs(hidden: Tensor, lm_head: torch.nn.Module, targets: Tensor, chunk: int = 1024,
-                           temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-    """log softmax(h W / T)[target] and entropy, `chunk` rows at a time. hidden: [N, H], targets: [N] -> ([N], [N]).
-
-    Peak memory holds one chunk of [chunk, vocab] logits instead of all N rows; backward recomputes them.
-    """
-    return token_logprobs(hidden, lm_head.weight, targets, chunk=chunk, temperature=temperature)
-
-
 def real_token_logprobs(hidden: Tensor, lm_head: torch.nn.Module, targets: Tensor, mask: Tensor, chunk: int,
                         temperature: float) -> tuple[Tensor, Tensor]:
-    """`chunked_token_logprobs` of the real (mask 1) tokens only; padding gets 0. hidden: [B, C, H] -> ([B, C]) x 2.
+    """`token_logprobs` of the real (mask 1) tokens only; padding gets 0. hidden: [B, C, H] -> ([B, C]) x 2.
+
+    `chunk` rows of [chunk, vocab] logits are alive at a time instead of all rows; backward recomputes them.
 
     Completions of one batch differ in length, so a quarter or more of the [B, C] grid can be padding: the LM
     head, the largest single product of a small model's step, skips it.
     """
     b, c = targets.shape
     real = mask.reshape(-1).nonzero().squeeze(-1)
-    logp, entropy = chunked_token_logprobs(hidden.reshape(b * c, -1)[real], lm_head, targets.reshape(-1)[real],
-                                           chunk, temperature)
+    logp, entropy = token_logprobs(hidden.reshape(b * c, -1)[real], lm_head.weight, targets.reshape(-1)[real],
+                                   chunk=chunk, temperature=temperature)
     zeros = logp.new_zeros(b * c)
     return zeros.index_put((real,), logp).view(b, c), zeros.index_put((real,), entropy).view(b, c)
 
