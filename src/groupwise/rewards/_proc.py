@@ -1,4 +1,5 @@
-"""Spawn one limited process: rlimits in the child, a wall-clock kill of its group, capped output capture."""
+"""Spawn one limited process: cgroup, uid, rlimits and seccomp set in the child before exec; a wall-clock
+kill of its group and cgroup; capped output capture."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from groupwise.rewards._cgroup import BoxCgroup
+
 _MB = 1024 * 1024
 _EXIT_GRACE_S = 1.0  # how long to keep reading after the main process exits (a leftover may hold the pipes)
+_CPU_POLL_S = 0.1  # how often the cgroup's CPU time is checked against cpu_s
+# exit statuses of a run stopped by a limit: SIGKILL, SIGXCPU, SIGXFSZ, direct or as bwrap reports them (128+n)
+_LIMIT_STATUSES = frozenset({-9, -24, -25, 137, 152, 153})
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class SandboxResult:
     killed: bool
     duration_s: float
     sandboxed: bool
+    limit_hit: bool = False  # stopped by a limit: wall clock, CPU, memory, processes, output or disk
 
     @property
     def ok(self) -> bool:
@@ -35,8 +42,18 @@ class SandboxResult:
         return self.returncode == 0 and not self.timed_out and not self.killed
 
 
-def _rlimits(limits: Any, nproc: int) -> Callable[[], None]:
-    """The preexec function: applied in the child, after the uid switch, before exec."""
+@dataclass(frozen=True)
+class ChildSetup:
+    """What the child does before exec: join its cgroup (as root), drop to a uid, rlimits, seccomp."""
+
+    cgroup_procs: Sequence[str] = ()
+    uid: int | None = None
+    gid: int | None = None
+    seccomp: Any = None  # a libseccomp filter whose load() applies it (the fallback: bwrap loads its own)
+
+
+def _rlimits(limits: Any, nproc: int, setup: ChildSetup = ChildSetup()) -> Callable[[], None]:
+    """The preexec function: applied in the child, before exec (cgroup first, while still root)."""
     cpu = int(limits.cpu_s)
     table = [
         (resource.RLIMIT_CPU, cpu, cpu + 1),
@@ -47,12 +64,26 @@ def _rlimits(limits: Any, nproc: int) -> Callable[[], None]:
         (resource.RLIMIT_CORE, 0, 0),
     ]
 
+    pid_text = b"%d"
+
     def apply() -> None:
+        for path in setup.cgroup_procs:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, pid_text % os.getpid())
+            finally:
+                os.close(fd)
+        if setup.uid is not None and setup.gid is not None:
+            os.setgroups([])
+            os.setresgid(setup.gid, setup.gid, setup.gid)
+            os.setresuid(setup.uid, setup.uid, setup.uid)
         for kind, soft, hard in table:
             old_soft, old_hard = resource.getrlimit(kind)
             if old_hard != resource.RLIM_INFINITY:
                 soft, hard = min(soft, old_hard), min(hard, old_hard)
             resource.setrlimit(kind, (soft, hard))
+        if setup.seccomp is not None:
+            setup.seccomp.load()
 
     return apply
 
@@ -104,36 +135,61 @@ def _feed(pipe: Any, data: bytes) -> None:
 
 def spawn_and_collect(cmd: Sequence[str], limits: Any, *, uid: int | None, gid: int | None,
                       kill_uid: int | None, env: Mapping[str, str], cwd: str | None,
-                      stdin: str | bytes | None, sandboxed: bool) -> SandboxResult:
-    """Run ``cmd`` in a new session with rlimits; kill its group (and ``kill_uid``) at the deadline."""
+                      stdin: str | bytes | None, sandboxed: bool, cgroup: BoxCgroup | None = None,
+                      seccomp: Any = None, pass_fds: Sequence[int] = ()) -> SandboxResult:
+    """Run ``cmd`` in a new session with rlimits (and ``cgroup``); kill its group, cgroup and ``kill_uid``
+    at the deadline or when the cgroup's CPU time passes ``limits.cpu_s``."""
     nproc = limits.max_processes + (0 if kill_uid is not None else _tasks_of(os.getuid()))
+    setup = ChildSetup(cgroup.procs_files if cgroup else (), uid, gid, seccomp)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
             list(cmd), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env), cwd=cwd, start_new_session=True,
-            user=uid, group=gid, extra_groups=[] if uid is not None else None,
-            preexec_fn=_rlimits(limits, nproc))  # rlimits must be set in the child
-    except OSError as err:
+            pass_fds=tuple(pass_fds), preexec_fn=_rlimits(limits, nproc, setup))  # all set in the child
+    except (OSError, subprocess.SubprocessError, ValueError) as err:
         return SandboxResult(127, "", f"cannot start {cmd[0]}: {err}", False, False, 0.0, sandboxed)
     if stdin is not None:
-        data = stdin.encode() if isinstance(stdin, str) else stdin
+        data = stdin.encode(errors="surrogatepass") if isinstance(stdin, str) else stdin
         threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True).start()
-    out, err, timed_out = _collect(proc, start + limits.timeout_s, limits.max_output_kb * 1024)
-    killed = timed_out
-    if not timed_out:
+    over_cpu = _cpu_watch(cgroup, limits.cpu_s)
+    out, err, timed_out, stopped = _collect(proc, start + limits.timeout_s, limits.max_output_kb * 1024,
+                                            over_cpu)
+    killed = timed_out or stopped.cpu
+    if not killed:
         try:
             proc.wait(timeout=_EXIT_GRACE_S)  # output closed: it is about to exit
         except subprocess.TimeoutExpired:
             killed = True
     _killpg(proc.pid)
+    if cgroup is not None:
+        cgroup.kill()
     proc.wait()
-    if kill_uid is not None:
-        _cleanup_uid(kill_uid)
+    if kill_uid is not None and cgroup is None:
+        _cleanup_uid(kill_uid)  # with a cgroup every leftover was in it, and is gone
     code = proc.returncode
     killed = killed or code < 0
+    hit = (timed_out or stopped.cpu or stopped.capped or code in _LIMIT_STATUSES
+           or bool(cgroup and cgroup.limits_hit()) or b"MemoryError" in err)
     return SandboxResult(code, out.decode(errors="replace"), err.decode(errors="replace"), timed_out, killed,
-                         time.monotonic() - start, sandboxed)
+                         time.monotonic() - start, sandboxed, hit)
+
+
+def _cpu_watch(cgroup: BoxCgroup | None, cpu_s: float) -> Callable[[], bool] | None:
+    """A check that the whole tree's CPU time is past ``cpu_s`` (polled at most every _CPU_POLL_S)."""
+    if cgroup is None:
+        return None
+    last = [0.0]
+
+    def over() -> bool:
+        now = time.monotonic()
+        if now - last[0] < _CPU_POLL_S:
+            return False
+        last[0] = now
+        used = cgroup.cpu_seconds()
+        return used is not None and used > cpu_s
+
+    return over
 
 
 def _cleanup_uid(uid: int, wait_s: float = 10.0) -> None:
@@ -147,7 +203,14 @@ def _cleanup_uid(uid: int, wait_s: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def _collect(proc: subprocess.Popen, deadline: float, cap: int) -> tuple[bytes, bytes, bool]:
+@dataclass
+class _Stopped:
+    cpu: bool = False  # killed because the tree's CPU time passed cpu_s
+    capped: bool = False  # output beyond the cap was dropped
+
+
+def _collect(proc: subprocess.Popen, deadline: float, cap: int,
+             over_cpu: Callable[[], bool] | None = None) -> tuple[bytes, bytes, bool, _Stopped]:
     """Read stdout/stderr until EOF, keeping at most ``cap`` bytes of each; True when the deadline hit."""
     assert proc.stdout is not None and proc.stderr is not None
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
@@ -158,11 +221,16 @@ def _collect(proc: subprocess.Popen, deadline: float, cap: int) -> tuple[bytes, 
         sel.register(fd, selectors.EVENT_READ)
     exited_at: float | None = None
     timed_out = False
+    stopped = _Stopped()
     try:
         while sel.get_map():
             now = time.monotonic()
             if now >= deadline:
                 timed_out = proc.poll() is None
+                _killpg(proc.pid)
+                break
+            if over_cpu is not None and exited_at is None and over_cpu():
+                stopped.cpu = True
                 _killpg(proc.pid)
                 break
             if exited_at is None and proc.poll() is not None:
@@ -178,10 +246,12 @@ def _collect(proc: subprocess.Popen, deadline: float, cap: int) -> tuple[bytes, 
                     sel.unregister(key.fd)
                     continue
                 buf = bufs[key.fd]
+                if len(buf) + len(chunk) > cap:
+                    stopped.capped = True
                 if len(buf) < cap:
                     buf += chunk[: cap - len(buf)]
     finally:
         sel.close()
         proc.stdout.close()
         proc.stderr.close()
-    return bytes(bufs[out_fd]), bytes(bufs[err_fd]), timed_out
+    return bytes(bufs[out_fd]), bytes(bufs[err_fd]), timed_out, stopped

@@ -1,32 +1,40 @@
-"""Run untrusted programs: bubblewrap namespaces (no network, read-only host, fresh work dir) plus rlimits.
+"""Run untrusted programs: bubblewrap namespaces (no network, read-only host, a size-capped tmpfs work dir),
+a cgroup per run (memory, processes, CPU over the whole tree), a seccomp filter, and rlimits.
 
-Without bubblewrap the program still gets rlimits, its own session and a wall-clock kill (weaker: it can
-read world-readable files and reach the network). When run as root, every sandbox runs as a dedicated
-unprivileged uid from a small pool, so RLIMIT_NPROC bounds fork bombs and leftovers are killed by uid.
+Without bubblewrap the program still gets the cgroup, the seccomp filter (which then also denies IP sockets),
+rlimits, its own session and a wall-clock kill (weaker: it can read world-readable files). When run as root,
+every sandbox runs as a dedicated unprivileged uid of its slot; slots are locked across processes (``_slots``)
+so leftovers are killed by uid and cgroup without touching another process's sandboxes. docs/sandbox.md has
+the threat model.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from groupwise.errors import GroupwiseError
-from groupwise.rewards._proc import SandboxResult, spawn_and_collect
+from groupwise.rewards import _cgroup, _seccomp
+from groupwise.rewards._fs import as_bytes, remove_tree, safe_name, write_files
+from groupwise.rewards._proc import SandboxResult, _cleanup_uid, spawn_and_collect
+from groupwise.rewards._slots import Slot, SlotPool
 
 __all__ = ["BOX", "SandboxLimits", "SandboxResult", "Slot", "acquire_slot", "bwrap_available", "chown_tree",
            "ensure_isolation", "run_sandboxed", "runs_as_slot_uid", "sandbox_limits"]
 
 log = logging.getLogger(__name__)
-BOX = "/box"  # the work dir inside the sandbox (the host temp dir with the files, bound read-write)
-_UID_BASE = 1_990_000_000  # pool of unprivileged uids used only by sandboxes (when we are root)
+BOX = "/box"  # the work dir inside the sandbox (a size-capped tmpfs; without bwrap a host dir)
+_UID_BASE = 1_990_100_000  # uids used only by sandboxes (when root); not the unlocked pool of older versions
 _POOL_SIZE = 64
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
 _SETPRIV = shutil.which("setpriv")
@@ -43,6 +51,7 @@ class SandboxLimits:
     memory_mb: int = 1024
     max_processes: int = 64
     max_output_kb: int = 64
+    cpus: float = 1.0  # CPU bandwidth of one run's cgroup, in cores (not a config key: runners may raise it)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SandboxLimits:
@@ -61,45 +70,33 @@ def sandbox_limits(sandbox: Mapping[str, Any] | SandboxLimits | None) -> Sandbox
     return sandbox if isinstance(sandbox, SandboxLimits) else SandboxLimits.from_dict(sandbox)
 
 
-@dataclass(frozen=True)
-class Slot:
-    """A sandbox slot: its index (for per-slot caches) and the uid/gid its programs run as."""
-
-    index: int
-    uid: int
-    gid: int
-    dedicated: bool  # True: uid is used by this slot only (we are root), so leftovers can be killed by uid
+def _work_root() -> str:
+    """Where the fallback's work dirs go: RAM (/dev/shm, charged to the run's cgroup) when there is one."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else tempfile.gettempdir()
 
 
-class _SlotPool:
-    """Hands out the lowest free slot, so per-slot caches stay few and warm."""
-
-    def __init__(self, size: int) -> None:
-        self._free = list(range(size))
-        self._cond = threading.Condition()
-
-    @contextmanager
-    def take(self) -> Iterator[Slot]:
-        with self._cond:
-            self._cond.wait_for(lambda: bool(self._free))
-            index = min(self._free)
-            self._free.remove(index)
-        try:
-            if os.geteuid() == 0:
-                yield Slot(index, _UID_BASE + index, _UID_BASE + index, True)
-            else:
-                yield Slot(index, os.getuid(), os.getgid(), False)
-        finally:
-            with self._cond:
-                self._free.append(index)
-                self._cond.notify()
+def _work_prefix(index: int) -> str:
+    return f"groupwise-box-{index}-"
 
 
-_POOL = _SlotPool(_POOL_SIZE)
+def _take_over(slot: Slot) -> None:
+    """Clean what another (maybe dead) process left on this slot: its processes, cgroup and work dirs."""
+    if slot.dedicated:
+        _cleanup_uid(slot.uid)
+    host, _ = _cgroup.detect()
+    if host is not None:
+        _cgroup.remove_stale(host, f"{_cgroup.PREFIX}{slot.index}")
+    for path in glob.glob(os.path.join(_work_root(), _work_prefix(slot.index) + "*")):
+        remove_tree(path)
+
+
+_POOL = SlotPool(_POOL_SIZE, _UID_BASE, _take_over)
 
 
 def acquire_slot() -> AbstractContextManager[Slot]:
-    """Context manager yielding a free ``Slot``; pass it to ``run_sandboxed(slot=...)``."""
+    """Context manager yielding a free ``Slot`` (free in every process on the host); pass it to
+    ``run_sandboxed(slot=...)``. ``Slot.index`` keys per-slot caches, safely across processes."""
     return _POOL.take()
 
 
@@ -109,6 +106,7 @@ class _Probe:
     ok: bool = False
     reason: str = ""
     warned: bool = False
+    layers_warned: bool = False  # the one start-up warning about missing cgroups or seccomp
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -139,7 +137,17 @@ def _probe_bwrap() -> tuple[bool, str]:
 
 
 def ensure_isolation(limits: SandboxLimits) -> bool:
-    """True with bwrap; without it raise when ``limits.require``, else warn once and return False."""
+    """True with bwrap; without it raise when ``limits.require``, else warn once and return False.
+
+    Also says once which layers are missing: without cgroups the memory, process and CPU-time limits are
+    per process; without libseccomp there is no syscall filter (an error when ``limits.require``).
+    """
+    seccomp_ok, seccomp_reason = _seccomp.available()
+    if limits.require and not seccomp_ok:
+        raise GroupwiseError(f"the sandbox's seccomp filter is not available ({seccomp_reason})",
+                             "run scripts/setup.sh (apt-get install -y libseccomp2; pip install pyseccomp), "
+                             "or set sandbox.require: false")
+    _warn_missing_layers(seccomp_reason)
     if bwrap_available():
         return True
     if limits.require:
@@ -151,6 +159,23 @@ def ensure_isolation(limits: SandboxLimits) -> bool:
             log.warning("sandbox: %s; falling back to rlimits only (no filesystem or network isolation)",
                         _PROBE.reason)
     return False
+
+
+def _warn_missing_layers(seccomp_reason: str) -> None:
+    host, cgroup_reason = _cgroup.detect()
+    with _PROBE.lock:
+        if _PROBE.layers_warned:
+            return
+        _PROBE.layers_warned = True
+    if host is None:
+        log.warning("sandbox: no cgroup per sandbox (%s): memory, CPU time and process count are limited per "
+                    "process (rlimits), not for a sample's whole process tree", cgroup_reason)
+    elif len(host.limits) < 3:
+        log.warning("sandbox: the cgroups here limit %s per sandbox; %s stay per process",
+                    ", ".join(host.limits), ", ".join(c for c in ("memory", "pids", "cpu") if c not in host.limits))
+    if seccomp_reason:
+        log.warning("sandbox: no seccomp filter (%s): keyring, namespace, ptrace, mount, module and BPF calls "
+                    "and non-local sockets are not blocked", seccomp_reason)
 
 
 Bind = str | tuple[str, str]
@@ -184,37 +209,79 @@ def runs_as_slot_uid(slot: Slot, argv0: str, ro_binds: Sequence[Bind] = ()) -> b
 def _run(argv: list[str], files: Mapping[str, str | bytes], limits: SandboxLimits, slot: Slot,
          ro: Sequence[Bind], writable: Sequence[Bind],
          env: Mapping[str, str] | None, stdin: str | bytes | None, use_bwrap: bool) -> SandboxResult:
-    workdir = Path(tempfile.mkdtemp(prefix="groupwise-box-"))
+    """One run; whatever goes wrong on the way (a bad encoding, a full disk, cleanup) is a failed result."""
+    names = {safe_name(name): content for name, content in files.items()}  # a caller's bug: raises
+    workdir: str | None = None
+    fds: list[int] = []
+    cgroup = None
     try:
+        host, _ = _cgroup.detect()
+        if host is not None:
+            cgroup = _cgroup.BoxCgroup.create(host, f"{_cgroup.PREFIX}{slot.index}", limits)
         as_slot = slot.dedicated and (_SETPRIV is not None if use_bwrap else _world_reachable([argv[0], *ro]))
-        _write_files(workdir, files, slot if as_slot else None)
         full_env = {**_DEFAULT_ENV, **(env or {})}
         pairs = [(w, w) if isinstance(w, str) else w for w in writable]
         ro_binds = [(r, r) if isinstance(r, str) else r for r in ro]
         if use_bwrap:
-            cmd, cwd = _bwrap_argv(argv, workdir, ro_binds, pairs, limits, slot if as_slot else None), None
+            file_args = _box_files(names, fds)
+            program = _seccomp.bpf_program(allow_inet=True)
+            seccomp_args = ["--seccomp", str(_memfd(program, fds))] if program is not None else []
+            cmd = _bwrap_argv(argv, file_args + seccomp_args, ro_binds, pairs, limits, slot if as_slot else None)
+            cwd, loader = None, None
         else:
-            mapping = [(str(workdir), BOX), *pairs, *ro_binds]
+            workdir = tempfile.mkdtemp(prefix=_work_prefix(slot.index), dir=_work_root())
+            box, tmp = os.path.join(workdir, "box"), os.path.join(workdir, "tmp")  # its /box and $TMPDIR
+            os.mkdir(box)
+            os.mkdir(tmp, 0o1777)
+            write_files(box, names)
+            if as_slot:
+                chown_tree(Path(workdir), slot.uid, slot.gid)
+            mapping = [(box, BOX), (tmp, "/tmp"), *pairs, *ro_binds]
             argv = [_to_host(a, mapping) for a in argv]
-            cmd, cwd = ["/bin/sh", "-c", '"$@"; exit $?', "sh", *argv], str(workdir)  # sh: a parent to kill
+            cmd, cwd = ["/bin/sh", "-c", '"$@"; exit $?', "sh", *argv], box  # sh: a parent to kill
             full_env = {k: _to_host(v, mapping) for k, v in full_env.items()}
-        drop = as_slot and not use_bwrap  # without bwrap, Popen itself switches to the slot uid
+            loader = _seccomp.loader()
+        drop = as_slot and not use_bwrap  # without bwrap, the child itself switches to the slot uid
         return spawn_and_collect(cmd, limits, uid=slot.uid if drop else None, gid=slot.gid if drop else None,
                                  kill_uid=slot.uid if as_slot else None, env=full_env, cwd=cwd, stdin=stdin,
-                                 sandboxed=use_bwrap)
+                                 sandboxed=use_bwrap, cgroup=cgroup, seccomp=loader, pass_fds=fds)
+    except Exception as err:  # one sample's failure is its result, never the batch's
+        log.warning("sandbox: run failed before or around the program: %r", err)
+        return SandboxResult(126, "", f"sandbox error: {err!r}", False, False, 0.0, use_bwrap)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if cgroup is not None and not cgroup.destroy():
+            log.warning("sandbox: could not remove the cgroup of slot %d (its next run cleans it)", slot.index)
+        if workdir is not None and not remove_tree(workdir):
+            log.warning("sandbox: could not remove %s (the slot's next taker cleans it)", workdir)
 
 
-def _write_files(workdir: Path, files: Mapping[str, str | bytes], owner: Slot | None) -> None:
+def _memfd(data: bytes, fds: list[int]) -> int:
+    fd = os.memfd_create("groupwise-box")
+    fds.append(fd)
+    _write_all(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _box_files(files: Mapping[str, str | bytes], fds: list[int]) -> list[str]:
+    """bwrap arguments that copy ``files`` into the sandbox's tmpfs ``/box`` (dirs writable by the program)."""
+    args: list[str] = []
+    dirs = sorted({str(parent) for name in files for parent in Path(name).parents if str(parent) != "."},
+                  key=lambda d: d.count("/"))
+    for folder in dirs:
+        args += ["--perms", "0777", "--dir", f"{BOX}/{folder}"]
     for name, content in files.items():
-        path = (workdir / name).resolve()
-        if workdir.resolve() not in path.parents:
-            raise ValueError(f"sandbox file name escapes the work dir: {name!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
-    if owner is not None:
-        chown_tree(workdir, owner.uid, owner.gid)
+        args += ["--perms", "0666", "--file", str(_memfd(as_bytes(content), fds)), f"{BOX}/{name}"]
+    return args
 
 
 def chown_tree(path: Path, uid: int, gid: int) -> None:
@@ -225,10 +292,14 @@ def chown_tree(path: Path, uid: int, gid: int) -> None:
     os.chown(path, uid, gid)
 
 
-def _bwrap_argv(argv: list[str], workdir: Path, ro_binds: Sequence[tuple[str, str]],
+def _bwrap_argv(argv: list[str], box_args: list[str], ro_binds: Sequence[tuple[str, str]],
                 writable: Sequence[tuple[str, str]], limits: SandboxLimits,
                 switch_to: Slot | None) -> list[str]:
-    """The bwrap command line. As root: no user namespace, and setpriv drops the program to the slot uid."""
+    """The bwrap command line. As root: no user namespace, and setpriv drops the program to the slot uid.
+
+    ``/box`` and ``/tmp`` are tmpfs capped at ``memory_mb`` each (and charged to the run's cgroup, which caps
+    their sum with the processes'); ``box_args`` fill ``/box`` and add the seccomp program.
+    """
     if switch_to is None:
         cmd = ["bwrap", "--unshare-all"]
     else:
@@ -246,7 +317,7 @@ def _bwrap_argv(argv: list[str], workdir: Path, ro_binds: Sequence[tuple[str, st
     for host, inside in ro_binds:
         if os.path.exists(host):
             cmd += ["--ro-bind", host, inside]
-    cmd += ["--bind", str(workdir), BOX]
+    cmd += ["--perms", "0777", "--size", str(limits.memory_mb * 1024 * 1024), "--tmpfs", BOX, *box_args]
     for host, inside in writable:
         cmd += ["--bind", host, inside]
     mounts = [inside for _, inside in [*ro_binds, *writable]]
