@@ -42,7 +42,8 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 
 def host_state() -> dict[str, list[str]]:
     """What a run could leave behind: work dirs, cgroups, processes of sandbox uids."""
-    dirs = [p for root in ("/tmp", "/dev/shm", tempfile.gettempdir()) for p in glob.glob(f"{root}/groupwise-box-[0-9]*-*")]
+    roots = ("/tmp", "/dev/shm", tempfile.gettempdir())
+    dirs = [p for root in roots for p in glob.glob(f"{root}/groupwise-box-[0-9]*-*")]
     groups = [p for base in (CGROUP.bases.values() if CGROUP else ()) for p in glob.glob(f"{base}/{_cgroup.PREFIX}*")]
     procs = []
     if IS_ROOT:
@@ -87,7 +88,8 @@ def test_a_deep_tree_is_removed_and_leaves_nothing(mode: str, clean_host: object
     assert result.ok and not result.limit_hit
 
 
-def test_remove_tree_needs_no_recursion(tmp_path: Path) -> None:
+def test_remove_tree_needs_no_recursion() -> None:
+    tmp_path = Path(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     fd = os.open(tmp_path, os.O_RDONLY)
     for _ in range(3000):  # deeper than the recursion limit and than PATH_MAX
         os.mkdir("d", dir_fd=fd)
@@ -144,14 +146,14 @@ def test_cpu_time_is_limited_for_the_whole_tree(mode: str, clean_host: object) -
         import os, time
         kids = [os.fork() for _ in range(4)]
         if 0 in kids:
-            while time.process_time() < 1.5:
+            while time.process_time() < 0.7:
                 pass
             os._exit(0)
         for _ in kids:
             os.wait()
         print("ALL DONE")
     """
-    result = run_py(code, cpu_s=2, timeout_s=30)
+    result = run_py(code, cpu_s=1, timeout_s=30)
     assert "ALL DONE" not in result.stdout and result.limit_hit and not result.timed_out
     assert result.duration_s < 8
 

@@ -77,11 +77,11 @@ class RewardsConfig(Section):
 
 
 class SandboxConfig(Section):
-    require: bool = Field(False, description="Fail instead of falling back to rlimits when bubblewrap is missing.")
+    require: bool = Field(False, description="Fail instead of falling back when bubblewrap or libseccomp is missing.")
     timeout_s: float = Field(10.0, gt=0, description="Wall-clock limit for one sandboxed test run.")
-    cpu_s: int = Field(10, ge=1, description="CPU-seconds limit (RLIMIT_CPU).")
-    memory_mb: int = Field(1024, ge=16, description="Address-space limit (RLIMIT_AS) in MiB.")
-    max_processes: int = Field(64, ge=1, description="Process limit (RLIMIT_NPROC) inside the sandbox.")
+    cpu_s: int = Field(10, ge=1, description="CPU-seconds limit of a run (its cgroup; RLIMIT_CPU per process).")
+    memory_mb: int = Field(1024, ge=16, description="MiB for processes, /box, /tmp (cgroup; RLIMIT_AS too).")
+    max_processes: int = Field(64, ge=1, description="Process limit (cgroup pids.max; RLIMIT_NPROC).")
     max_output_kb: int = Field(64, ge=1, description="Captured stdout/stderr cap in KiB.")
 
 

@@ -112,12 +112,13 @@ class SlotPool:
 
 
 def _swap_holder(fd: int) -> int:
-    """Record our pid as the slot's holder; return the previous holder's (0 when none)."""
+    """Record our pid as the slot's holder (written only when it changes); return the previous holder's."""
     previous = 0
     with contextlib.suppress(OSError, ValueError):
         previous = int(os.pread(fd, 32, 0).decode() or 0)
-    with contextlib.suppress(OSError):
-        data = str(os.getpid()).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+    if previous != os.getpid():
+        with contextlib.suppress(OSError):
+            data = str(os.getpid()).encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
     return previous
