@@ -179,9 +179,9 @@ class RustRunner:
                                             f"{BOX}/lib.rs", "--out-dir", TARGET], {"lib.rs": code})
             if not lib.ok:
                 return Verdict(0, len(tests), limit_hit=limit_hit(lib))
-            harness = self._rustc(slot, build, ["--crate-name", "gwtests", "--extern",
-                                                f"solution={TARGET}/libsolution.rlib", "-", "-o",
-                                                f"{TARGET}/gwtests"], source=rt.harness_source(plan, judged))
+            harness = self._rustc(slot, build, ["--crate-name", "gwtests", "--extern", "solution", "-L", TARGET,
+                                                "-", "-o", f"{TARGET}/gwtests"],
+                                  source=rt.harness_source(plan, judged))
             if not harness.ok:
                 return Verdict(0, len(tests), limit_hit=limit_hit(harness))
             ran = run_sandboxed([f"{TARGET}/gwtests"], {}, self.run_limits, extra_ro_binds=[(build, TARGET)],
