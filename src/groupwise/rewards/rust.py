@@ -15,10 +15,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from groupwise.rewards.verdict import Verdict
 
 log = logging.getLogger(__name__)
 TARGET = "/target"  # the sample's private build dir inside the sandbox
+HARNESS = "/gwharness"  # the prebuilt trusted harness library, read-only
 DEFAULT_COMPILE_TIMEOUT_S = 20.0
 _RUSTC_FLAGS = ["--edition", "2021", "-C", "debuginfo=0", "-C", "codegen-units=1", "--error-format=json"]
 _CLIPPY_FLAGS = ["-F", "clippy::all", "-F", "warnings", "-F", "forbidden_lint_groups"]
@@ -149,6 +152,7 @@ class RustRunner:
         self._expected: dict[tuple[str, ...], dict[tuple[int, int], list[Value]]] = {}
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._lock = threading.Lock()
+        self._harness: str | None = None
 
     @contextmanager
     def _build_dir(self) -> Iterator[tuple[Slot, str]]:
@@ -163,11 +167,30 @@ class RustRunner:
             finally:
                 shutil.rmtree(path, ignore_errors=True)
 
+    def _harness_dir(self) -> str:
+        """The dir holding ``libgwharness.rlib``, built once per runner (trusted code, no solution)."""
+        with self._lock:
+            if self._harness is None:
+                self.root.mkdir(parents=True, exist_ok=True)
+                path = tempfile.mkdtemp(prefix="harness-", dir=self.root)
+                weakref.finalize(self, shutil.rmtree, path, True)
+                source = resources.files("groupwise.rewards").joinpath("templates", "gwharness.rs").read_text()
+                built = subprocess.run([self.toolchain.rustc, *_RUSTC_FLAGS, "-O", "--crate-type", "rlib",
+                                        "--crate-name", "gwharness", "-", "--out-dir", path], input=source,
+                                       capture_output=True, text=True, timeout=300)
+                if built.returncode != 0:
+                    raise GroupwiseError(f"the Rust test harness does not compile: {built.stderr[-500:]}",
+                                         "check the Rust installation (rustc --version)")
+                os.chmod(path, 0o755)
+                self._harness = path
+            return self._harness
+
     def _rustc(self, slot: Slot, build: str, args: list[str], files: dict[str, str] | None = None,
-               source: str | None = None, driver: str | None = None) -> SandboxResult:
+               source: str | None = None, driver: str | None = None,
+               ro: Sequence[tuple[str, str]] = ()) -> SandboxResult:
         """rustc (or clippy) on ``/box/lib.rs`` or on ``source`` piped through stdin (never on disk)."""
         return run_sandboxed([driver or self.toolchain.rustc, *_RUSTC_FLAGS, *args], files or {},
-                             self.compile_limits, extra_ro_binds=[self.toolchain.sysroot], slot=slot,
+                             self.compile_limits, extra_ro_binds=[self.toolchain.sysroot, *ro], slot=slot,
                              writable_dirs=[(build, TARGET)], env=self.toolchain.env(), stdin=source)
 
     def test(self, code: str, tests: Sequence[str]) -> Verdict:
@@ -180,8 +203,9 @@ class RustRunner:
             if not lib.ok:
                 return Verdict(0, len(tests), limit_hit=limit_hit(lib))
             harness = self._rustc(slot, build, ["--crate-name", "gwtests", "--extern", "solution", "-L", TARGET,
-                                                "-", "-o", f"{TARGET}/gwtests"],
-                                  source=rt.harness_source(plan, judged))
+                                                "--extern", "gwharness", "-L", HARNESS, "-", "-o",
+                                                f"{TARGET}/gwtests"],
+                                  source=rt.harness_source(plan, judged), ro=[(self._harness_dir(), HARNESS)])
             if not harness.ok:
                 return Verdict(0, len(tests), limit_hit=limit_hit(harness))
             ran = run_sandboxed([f"{TARGET}/gwtests"], {}, self.run_limits, extra_ro_binds=[(build, TARGET)],

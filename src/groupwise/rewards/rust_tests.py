@@ -235,7 +235,8 @@ class _Literal:
         if tok.text == "(":
             first = self.i
             inner, count = self.items(")")
-            if count == 1 and not any(self.toks[j].text == "," for j in top_level(self.toks[first:self.i - 1])):
+            inside = self.toks[first:self.i - 1]
+            if count == 1 and not any(inside[j].text == "," for j in top_level(inside)):
                 return inner  # a parenthesised expression
             single = [("punct", ",")] if count == 1 else []
             return [("punct", "("), *inner, *single, ("punct", ")")]
@@ -346,7 +347,11 @@ def read_expected(stdout: str, candidates: dict[tuple[int, int], str]) -> dict[t
 
 
 def harness_source(plan: Plan, judged: dict[int, Witness], workers: int = 8) -> str:
-    """The test program: the solution's crate imported, each test a function, run by ``workers`` threads."""
+    """The test program: the solution's crate imported, each test a function, run by ``workers`` threads.
+
+    It links ``gwharness`` (``templates/gwharness.rs``, built once without any solution), which holds the
+    generic thread and output code so that each sample's test crate stays small and quick to compile.
+    """
     bodies: list[list[str]] = [[] for _ in plan.tests]
     by_test: dict[int, list[tuple[int, Site]]] = {}
     for k, site in enumerate(plan.sites):
@@ -361,32 +366,14 @@ def harness_source(plan: Plan, judged: dict[int, Witness], workers: int = 8) -> 
             else:
                 expr = site.expected if witness.swapped else site.actual
                 bind = f": bool = ({expr})" if site.kind in ("true", "false") else f" = &({expr})"
-                parts.append(f"{{ let __gw_v{bind}; crate::__gw_put(\"w\", {k}, "
-                             f"&::std::format!(\"{{:?}}\", __gw_v)); }}")
+                parts.append(f"{{ let __gw_v{bind}; ::gwharness::witness({k}, &__gw_v); }}")
             pos = site.end
         parts.append(_qualified(text[pos:]))
         bodies[i] = parts
     funcs = "\n".join(f"fn __gw_t{i}() {{\n{''.join(parts).strip()}\n}}" for i, parts in enumerate(bodies))
     table = ", ".join(f"__gw_t{i}" for i in range(len(plan.tests)))
-    return f"""#![allow(warnings)]
-use solution::*;
-{_PUT}
-{funcs}
-fn main() {{
-    static TESTS: &[fn()] = &[{table}];
-    let next = ::std::sync::Arc::new(::std::sync::atomic::AtomicUsize::new(0));
-    let workers: ::std::vec::Vec<_> = (0..{max(1, min(workers, len(plan.tests)))}).map(|_| {{
-        let next = next.clone();
-        ::std::thread::spawn(move || loop {{
-            let i = next.fetch_add(1, ::std::sync::atomic::Ordering::SeqCst);
-            if i >= TESTS.len() {{ break; }}
-            let ok = ::std::panic::catch_unwind(TESTS[i]).is_ok();
-            crate::__gw_put(if ok {{ "end" }} else {{ "fail" }}, i, "");
-        }})
-    }}).collect();
-    for w in workers {{ let _ = w.join(); }}
-}}
-"""
+    return (f"#![allow(warnings)]\nuse solution::*;\n{funcs}\nfn main() {{\n"
+            f"    static TESTS: &[fn()] = &[{table}];\n    ::gwharness::run(TESTS, {workers});\n}}\n")
 
 
 _RECORD = re.compile(r"\x1egw:(w|e|end|fail):(\d+):([0-9a-f]*)\n")
