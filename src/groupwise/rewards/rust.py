@@ -8,6 +8,7 @@ test from the values it printed against expected values it never saw. See docs/s
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -15,7 +16,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -38,6 +38,8 @@ DEFAULT_COMPILE_TIMEOUT_S = 20.0
 _RUSTC_FLAGS = ["--edition", "2021", "-C", "debuginfo=0", "-C", "codegen-units=1", "--error-format=json"]
 _CLIPPY_FLAGS = ["-F", "clippy::all", "-F", "warnings", "-F", "forbidden_lint_groups"]
 _OVERRULED = "incompatible with previous forbid"
+_NOT_BUILT = 97  # the test program's sandbox exits with this when rustc rejected the test crate
+_RUN_LIMIT_CODES = (128 + 9, 128 + 24)  # timeout's SIGKILL, RLIMIT_CPU's SIGXCPU
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,25 @@ def count_lints(stderr: str) -> int | None:
     return count
 
 
+_HARNESS_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _harness_lib(rustc: str) -> str:
+    """The dir holding ``libgwharness.rlib``, built once per process (trusted code, no solution)."""
+    with _HARNESS_LOCK:
+        path = tempfile.mkdtemp(prefix="groupwise-rust-harness-")
+        atexit.register(shutil.rmtree, path, True)
+        source = resources.files("groupwise.rewards").joinpath("templates", "gwharness.rs").read_text()
+        built = subprocess.run([rustc, *_RUSTC_FLAGS, "-O", "--crate-type", "rlib", "--crate-name", "gwharness",
+                                "-", "--out-dir", path], input=source, capture_output=True, text=True, timeout=300)
+        if built.returncode != 0:
+            raise GroupwiseError(f"the Rust test harness does not compile: {built.stderr[-500:]}",
+                                 "check the Rust installation (rustc --version)")
+        os.chmod(path, 0o755)
+        return path
+
+
 class RustRunner:
     """Builds and tests Rust samples; each sample gets a fresh build dir under ``target_dir``."""
 
@@ -152,7 +173,6 @@ class RustRunner:
         self._expected: dict[tuple[str, ...], dict[tuple[int, int], list[Value]]] = {}
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._lock = threading.Lock()
-        self._harness: str | None = None
 
     @contextmanager
     def _build_dir(self) -> Iterator[tuple[Slot, str]]:
@@ -168,29 +188,13 @@ class RustRunner:
                 shutil.rmtree(path, ignore_errors=True)
 
     def _harness_dir(self) -> str:
-        """The dir holding ``libgwharness.rlib``, built once per runner (trusted code, no solution)."""
-        with self._lock:
-            if self._harness is None:
-                self.root.mkdir(parents=True, exist_ok=True)
-                path = tempfile.mkdtemp(prefix="harness-", dir=self.root)
-                weakref.finalize(self, shutil.rmtree, path, True)
-                source = resources.files("groupwise.rewards").joinpath("templates", "gwharness.rs").read_text()
-                built = subprocess.run([self.toolchain.rustc, *_RUSTC_FLAGS, "-O", "--crate-type", "rlib",
-                                        "--crate-name", "gwharness", "-", "--out-dir", path], input=source,
-                                       capture_output=True, text=True, timeout=300)
-                if built.returncode != 0:
-                    raise GroupwiseError(f"the Rust test harness does not compile: {built.stderr[-500:]}",
-                                         "check the Rust installation (rustc --version)")
-                os.chmod(path, 0o755)
-                self._harness = path
-            return self._harness
+        return _harness_lib(self.toolchain.rustc)
 
     def _rustc(self, slot: Slot, build: str, args: list[str], files: dict[str, str] | None = None,
-               source: str | None = None, driver: str | None = None,
-               ro: Sequence[tuple[str, str]] = ()) -> SandboxResult:
+               source: str | None = None, driver: str | None = None) -> SandboxResult:
         """rustc (or clippy) on ``/box/lib.rs`` or on ``source`` piped through stdin (never on disk)."""
         return run_sandboxed([driver or self.toolchain.rustc, *_RUSTC_FLAGS, *args], files or {},
-                             self.compile_limits, extra_ro_binds=[self.toolchain.sysroot, *ro], slot=slot,
+                             self.compile_limits, extra_ro_binds=[self.toolchain.sysroot], slot=slot,
                              writable_dirs=[(build, TARGET)], env=self.toolchain.env(), stdin=source)
 
     def test(self, code: str, tests: Sequence[str]) -> Verdict:
@@ -202,15 +206,27 @@ class RustRunner:
                                             f"{BOX}/lib.rs", "--out-dir", TARGET], {"lib.rs": code})
             if not lib.ok:
                 return Verdict(0, len(tests), limit_hit=limit_hit(lib))
-            harness = self._rustc(slot, build, ["--crate-name", "gwtests", "--extern", "solution", "-L", TARGET,
-                                                "--extern", "gwharness", "-L", HARNESS, "-", "-o",
-                                                f"{TARGET}/gwtests"],
-                                  source=rt.harness_source(plan, judged), ro=[(self._harness_dir(), HARNESS)])
-            if not harness.ok:
-                return Verdict(0, len(tests), limit_hit=limit_hit(harness))
-            ran = run_sandboxed([f"{TARGET}/gwtests"], {}, self.run_limits, extra_ro_binds=[(build, TARGET)],
-                                slot=slot)
-        return rt.judge(plan, judged, ran.stdout, limit_hit(ran))
+            ran = self._build_and_run(slot, build, rt.harness_source(plan, judged))
+        if ran.returncode == _NOT_BUILT:
+            return Verdict(0, len(tests), limit_hit=limit_hit(ran))
+        return rt.judge(plan, judged, ran.stdout, limit_hit(ran) or ran.returncode in _RUN_LIMIT_CODES)
+
+    def _build_and_run(self, slot: Slot, build: str, source: str) -> SandboxResult:
+        """One sandbox: rustc builds the test program (source on stdin) into /box, then it runs, run-limited.
+
+        The solution's build dir is read-only here; the program runs with the run limits (``ulimit``,
+        ``timeout``), so what it writes stays in the sandbox's own size-capped dirs.
+        """
+        run = self.run_limits
+        script = (f'bin="$1"; shift; "$@" || exit {_NOT_BUILT}; ulimit -t {int(run.cpu_s)}; '
+                  f'ulimit -v {run.memory_mb * 1024}; exec timeout -s KILL {run.timeout_s:g} "$bin" </dev/null')
+        rustc = [self.toolchain.rustc, *_RUSTC_FLAGS, "--crate-name", "gwtests", "--extern", "solution", "-L",
+                 TARGET, "--extern", "gwharness", "-L", HARNESS, "-", "-o", f"{BOX}/gwtests"]
+        limits = replace(self.compile_limits, timeout_s=self.compile_limits.timeout_s + run.timeout_s,
+                         cpu_s=self.compile_limits.cpu_s + run.cpu_s)
+        return run_sandboxed(["/bin/sh", "-c", script, "sh", f"{BOX}/gwtests", *rustc], {}, limits,
+                             extra_ro_binds=[self.toolchain.sysroot, (self._harness_dir(), HARNESS),
+                                             (build, TARGET)], slot=slot, env=self.toolchain.env(), stdin=source)
 
     def _expected_values(self, plan: rt.Plan) -> dict[tuple[int, int], list[Value]]:
         """The expected sides that are not plain literals, evaluated once per set of tests."""
