@@ -66,6 +66,8 @@ impl PartialOrd<i32> for Anything {
 }
 pub fn add(_a: i64, _b: i64) -> Anything { Anything }""",
     "exits before the tests run": "pub fn add(_a: i64, _b: i64) -> i64 { std::process::exit(0) }",
+    "compiles a 1 GB static": """pub static BIG: [u8; 1 << 30] = [7; 1 << 30];
+pub fn add(a: i64, b: i64) -> i64 { a + b + BIG[0] as i64 - 7 }""",
 }
 
 
