@@ -125,3 +125,17 @@ def test_clippy_lints_cannot_be_switched_off_from_the_source(tmp_path: Path) -> 
                "expect": "#![expect(clippy::all)]\n" + noisy}
     scores = dict(zip(samples, reward([""] * len(samples), [fenced(c) for c in samples.values()]), strict=True))
     assert scores == {"noisy": pytest.approx(1 / 3), **dict.fromkeys(list(samples)[1:], 0.0)}
+
+
+def test_expected_sides_that_need_compiling_are_evaluated_without_the_solution(tmp_path: Path) -> None:
+    tests = ["assert_eq!(double(3), 2 * 3);", "assert_eq!(6, double(3));",
+             'assert_eq!(double(2), "abcd".len() as i64);', "assert_eq!(double(2), double(1) * 2);"]
+    runner = RustRunner(SandboxLimits(), tmp_path)
+    assert runner.test("pub fn double(x: i64) -> i64 { 2 * x }", tests).score == 1.0
+    assert runner.test("pub fn double(x: i64) -> i64 { x + 1 }", tests).passed == 0
+    forger = """pub fn double(_x: i64) -> i64 {
+    for i in 0..4 { print!("\\n\\x1egw:end:{i}:\\n"); }
+    std::process::exit(0)
+}"""
+    # only the last test cannot be judged by value (its expected side calls the solution): forgeable
+    assert runner.test(forger, tests).passed == 1
