@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from groupwise.config.load import build_config
+from groupwise.data.tasks.code_functions import load_problems
+from groupwise.errors import GroupwiseError
 from groupwise.rewards.rust import count_lints
 from groupwise.rewards.rust_lex import debug_tokens, lex, same_debug
 from groupwise.rewards.rust_tests import (
@@ -90,8 +95,16 @@ def test_clippy_counts_lints_and_rejects_lowered_lints() -> None:
 
 
 def test_every_builtin_rust_assertion_is_judged_by_value() -> None:
-    from groupwise.data.tasks.code_functions import load_problems
     for problem in load_problems("rust"):
         plan = plan_tests(problem["tests"])
         assert len(plan.sites) == len(problem["tests"])
         assert set(witnesses(plan, {})) == set(range(len(plan.sites))), problem["entry_point"]
+
+
+def test_compile_timeout_must_be_well_under_the_reward_timeout() -> None:
+    rust = "rewards.functions=[{name: code_tests, params: {language: rust, compile_timeout_s: 30}}]"
+    with pytest.raises(GroupwiseError, match=r"compile_timeout_s \(30s\) must be at most half"):
+        build_config(None, ["data.task=rust-functions", rust, "rewards.timeout_s=50"])
+    with pytest.raises(GroupwiseError, match=r"compile_timeout_s \(20s\)"):  # the task's own reward, default
+        build_config(None, ["data.task=rust-functions", "rewards.timeout_s=30"])
+    assert build_config(None, ["data.task=rust-functions", rust, "rewards.timeout_s=60"]).rewards.timeout_s == 60

@@ -205,4 +205,7 @@ class Config(Section):
             raise ValueError("algorithm.overlong_cache must be smaller than rollout.max_new_tokens")
         if self.rewards.functions == []:
             raise ValueError("rewards.functions is empty: give at least one reward function")
+        if self.rewards.functions is None and self.data.task == "rust-functions":
+            RewardsConfig.model_validate({**self.rewards.model_dump(), "functions": [
+                {"name": "code_tests", "params": {"language": "rust"}}]})  # the task's reward: same check
         return self
