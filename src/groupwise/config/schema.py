@@ -75,6 +75,20 @@ class RewardsConfig(Section):
     on_error: Literal["raise", "zero"] = Field("raise", description="A raising reward function stops the run "
                                                "(raise) or scores 0 and is counted (zero).")
 
+    @model_validator(mode="after")
+    def _check_rust_compile_timeout(self) -> RewardsConfig:
+        from groupwise.rewards.rust import DEFAULT_COMPILE_TIMEOUT_S
+        for spec in self.functions or []:
+            rust = spec.name in ("rust_compiles", "rust_clippy") or (
+                spec.name == "code_tests" and spec.params.get("language") == "rust")
+            compile_s = spec.params.get("compile_timeout_s", DEFAULT_COMPILE_TIMEOUT_S)
+            if rust and isinstance(compile_s, int | float) and compile_s > self.timeout_s / 2:
+                raise ValueError(f"reward {spec.name}: params.compile_timeout_s ({compile_s:g}s) must be at most "
+                                 f"half of rewards.timeout_s ({self.timeout_s:g}s), so that one stuck compile "
+                                 "scores 0 alone instead of timing out the whole batch; lower it or raise "
+                                 "rewards.timeout_s")
+        return self
+
 
 class SandboxConfig(Section):
     require: bool = Field(False, description="Fail instead of falling back when bubblewrap or libseccomp is missing.")
@@ -191,4 +205,7 @@ class Config(Section):
             raise ValueError("algorithm.overlong_cache must be smaller than rollout.max_new_tokens")
         if self.rewards.functions == []:
             raise ValueError("rewards.functions is empty: give at least one reward function")
+        if self.rewards.functions is None and self.data.task == "rust-functions":
+            RewardsConfig.model_validate({**self.rewards.model_dump(), "functions": [
+                {"name": "code_tests", "params": {"language": "rust"}}]})  # the task's reward: same check
         return self

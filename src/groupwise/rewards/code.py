@@ -11,7 +11,7 @@ from groupwise.errors import GroupwiseError
 from groupwise.rewards.extract import completion_text, extract_code
 from groupwise.rewards.pyexec import run_python_test
 from groupwise.rewards.registry import register_reward
-from groupwise.rewards.rust import RustRunner, has_clippy
+from groupwise.rewards.rust import DEFAULT_COMPILE_TIMEOUT_S, RustRunner, has_clippy
 from groupwise.rewards.sandbox import SandboxLimits, ensure_isolation, sandbox_limits
 
 LANGUAGES = ("python", "rust")
@@ -69,13 +69,14 @@ def _rust_scores(runner: RustRunner, codes: list[str | None], tests: list[list[s
                  workers: int) -> list[float | None]:
     jobs = [(code, ts) for code, ts in zip(codes, tests, strict=True) if code is not None and ts]
     results = iter(_map(runner.test, jobs, workers))
-    return [None if not ts else (next(results) if code is not None else 0.0)
+    return [None if not ts else (next(results).score if code is not None else 0.0)
             for code, ts in zip(codes, tests, strict=True)]
 
 
 @register_reward("code_tests")
 def make_code_tests(language: str = "python", sandbox: dict[str, Any] | None = None, workers: int = 4,
-                    target_dir: str | None = None, compile_timeout_s: float = 120.0) -> Callable[..., list]:
+                    target_dir: str | None = None,
+                    compile_timeout_s: float = DEFAULT_COMPILE_TIMEOUT_S) -> Callable[..., list]:
     """Fraction of the row's ``tests`` that the completion's code passes, each run sandboxed."""
     if language not in LANGUAGES:
         raise GroupwiseError(f"code_tests language '{language}' is not supported", "use python or rust")
@@ -98,7 +99,7 @@ def make_code_tests(language: str = "python", sandbox: dict[str, Any] | None = N
 
 @register_reward("rust_compiles")
 def make_rust_compiles(sandbox: dict[str, Any] | None = None, workers: int = 4, target_dir: str | None = None,
-                       compile_timeout_s: float = 120.0) -> Callable[..., list]:
+                       compile_timeout_s: float = DEFAULT_COMPILE_TIMEOUT_S) -> Callable[..., list]:
     """1.0 when the completion's Rust code passes ``cargo check``, else 0.0."""
     runner = RustRunner(_limits(sandbox), target_dir, compile_timeout_s)
     workers = _check_workers(workers)
@@ -115,7 +116,7 @@ def make_rust_compiles(sandbox: dict[str, Any] | None = None, workers: int = 4, 
 
 @register_reward("rust_clippy")
 def make_rust_clippy(sandbox: dict[str, Any] | None = None, workers: int = 4, target_dir: str | None = None,
-                     compile_timeout_s: float = 120.0) -> Callable[..., list]:
+                     compile_timeout_s: float = DEFAULT_COMPILE_TIMEOUT_S) -> Callable[..., list]:
     """1 / (1 + clippy warnings) when the Rust code compiles, else 0.0."""
     runner = RustRunner(_limits(sandbox), target_dir, compile_timeout_s)
     workers = _check_workers(workers)

@@ -1,9 +1,0 @@
-/*__SOLUTION__*/
-
-#[cfg(test)]
-mod tests {
-    #[allow(unused_imports)]
-    use super::*;
-
-/*__TESTS__*/
-}
