@@ -15,9 +15,10 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,14 +55,39 @@ def limit_hit(result: SandboxResult) -> bool:
 
 
 def sample_budget_s(limits: SandboxLimits) -> float:
-    """Wall time for one sample's tests in total: every test gets ``timeout_s``, all of them twice that."""
+    """Wall time for one sample's tests in total: each test gets ``timeout_s``, all of them twice that + 1 s."""
     return 2.0 * limits.timeout_s + 1.0
 
 
+@dataclass(frozen=True)
+class Round:
+    """What one solution/harness pair decided: tests passed, tests judged, and how the solution ended."""
+
+    passed: int
+    judged: int
+    not_run: bool
+    limit: bool
+
+
 def run_python_tests(code: str, tests: list[str], limits: SandboxLimits) -> Verdict:
-    """Run ``tests`` against ``code``: the solution serves calls from a harness in another sandbox."""
+    """Run ``tests`` against ``code``: the solution serves calls from a harness in another sandbox.
+
+    A test that hangs costs only itself: after a time limit a fresh pair runs the tests after it, while the
+    sample's budget lasts. An exit is not retried: the tests it left are not run."""
+    end = time.monotonic() + sample_budget_s(limits)
+    passed = start = 0
+    limited = False
+    while True:
+        outcome = _round(code, tests[start:], limits, end - time.monotonic())
+        passed, start, limited = passed + outcome.passed, start + outcome.judged, limited or outcome.limit
+        again = outcome.limit and outcome.judged > 0 and start < len(tests) and end - time.monotonic() > 1.0
+        if not again:
+            ended_early = start < len(tests) or outcome.not_run and not outcome.limit  # an exit in the last test
+            return Verdict(passed, len(tests), ended_early, limited)
+
+
+def _round(code: str, tests: list[str], limits: SandboxLimits, budget: float) -> Round:
     binary, binds = python_interpreter()
-    budget = sample_budget_s(limits)
     token = secrets.token_hex(16)
     request = json.dumps({"token": token, "tests": tests, "per_test_s": limits.timeout_s, "budget_s": budget},
                          ensure_ascii=True)  # ascii: lone surrogates in test text travel as escapes
@@ -87,10 +113,10 @@ def run_python_tests(code: str, tests: list[str], limits: SandboxLimits) -> Verd
         server.join()
     if isinstance(solution[0], BaseException):
         raise solution[0]
-    return harness_verdict(harness, solution[0], token, len(tests))
+    return harness_round(harness, solution[0], token, len(tests))
 
 
-def harness_verdict(harness: SandboxResult, solution: SandboxResult, token: str, total: int) -> Verdict:
+def harness_round(harness: SandboxResult, solution: SandboxResult, token: str, total: int) -> Round:
     """The verdict line the harness wrote (with our token); none means no test counts and none fully ran."""
     limited = limit_hit(harness) or limit_hit(solution)
     for line in reversed(harness.stdout.splitlines()):
@@ -99,11 +125,12 @@ def harness_verdict(harness: SandboxResult, solution: SandboxResult, token: str,
             continue
         try:
             found = json.loads(body)
-            passed = min(max(int(found["passed"]), 0), total)
-            return Verdict(passed, total, bool(found["not_run"]), bool(found["limit"]) or limited)
+            judged = min(max(int(found["judged"]), 0), total)
+            passed = min(max(int(found["passed"]), 0), judged)
+            return Round(passed, judged, bool(found["not_run"]), bool(found["limit"]) or limited)
         except (ValueError, KeyError, TypeError):
             break
-    return Verdict(0, total, tests_not_run=True, limit_hit=limited)
+    return Round(0, 0, True, limited)
 
 
 def run_python_tests_in_process(code: str, tests: list[str], limits: SandboxLimits) -> Verdict:

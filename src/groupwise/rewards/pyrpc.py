@@ -5,7 +5,7 @@ This file is shipped as ``pyrpc.py`` into two separate sandboxes and run there w
 - ``pyrpc.py serve CALLS ANSWERS``: loads the untrusted ``solution.py`` and answers calls to its functions;
 - ``pyrpc.py judge CALLS ANSWERS``: reads ``{"token", "tests", "per_test_s", "budget_s"}`` on stdin, runs each
   test statement with the solution's functions replaced by ``Remote`` proxies, and writes one verdict line
-  ``TOKEN {"passed", "total", "not_run", "limit"}`` to its stdout.
+  ``TOKEN {"passed", "judged", "not_run", "limit"}`` to its stdout.
 
 The two processes talk over two FIFOs made by the host (CALLS: harness -> server, ANSWERS: server -> harness),
 one JSON message per line. Only plain data crosses (``encode``/``decode``): None, bool, int, float, complex, str,
@@ -310,7 +310,7 @@ class Remote:
     __hash__ = object.__hash__
 
 
-def test_namespace(tests: list[str], solution_names: dict[str, Any], channel: Channel) -> dict[str, Any]:
+def namespace_for_tests(tests: list[str], solution_names: dict[str, Any], channel: Channel) -> dict[str, Any]:
     """What a test sees: its own builtins, real stdlib modules it uses as ``module.attr`` (even when the
     solution defines that name), and a proxy for each other solution function that does not shadow a builtin."""
     modules: set[str] = set()
@@ -352,36 +352,38 @@ def judge(calls_path: str, answers_path: str) -> None:
     calls = os.open(calls_path, os.O_WRONLY)
     signal.alarm(0)
     channel = Channel(calls, answers)
-    passed = run_tests(channel, tests, per_test_s, end)
-    verdict = {"passed": passed, "total": len(tests), "not_run": channel.gone, "limit": channel.limit}
+    passed, judged = run_tests(channel, tests, per_test_s, end)
+    verdict = {"passed": passed, "judged": judged, "not_run": channel.gone, "limit": channel.limit}
     os.close(calls)  # the server exits on the hang-up
     os.write(verdict_fd, f"{token} {json.dumps(verdict)}\n".encode())
     os._exit(0)
 
 
-def run_tests(channel: Channel, tests: list[str], per_test_s: float, end: float) -> int:
-    """How many tests pass; a test passes only when it ran to its end with the solution still answering."""
+def run_tests(channel: Channel, tests: list[str], per_test_s: float, end: float) -> tuple[int, int]:
+    """(passed, judged): a test passes only when it ran to its end with the solution still answering; the
+    tests judged are those before the solution went away, plus the one it went away in."""
     channel.deadline = min(end, time.monotonic() + per_test_s)
     try:
         hello = channel.receive()
     except SolutionGone:
-        return 0
+        return 0, 0
     if "ready" not in hello or type(hello["ready"]) is not dict:
         error = hello.get("load_error")
         channel.gone = type(error) is list and error[:1] == ["SystemExit"]  # an exit while loading: not run
-        return 0
-    base = test_namespace(tests, hello["ready"], channel)
-    passed = 0
+        return 0, 0 if channel.gone else len(tests)
+    base = namespace_for_tests(tests, hello["ready"], channel)
+    passed = judged = 0
     for index, source in enumerate(tests):
         if channel.gone:
             break
+        judged += 1
         channel.deadline = min(end, time.monotonic() + per_test_s)
         try:
             exec(compile(source, f"<test {index}>", "exec", dont_inherit=True, optimize=0), dict(base))
         except BaseException:  # noqa: BLE001 - any failure of a test statement is a failed test
             continue
         passed += not channel.gone
-    return passed
+    return passed, judged
 
 
 def _not_dumpable() -> None:
