@@ -15,7 +15,6 @@ crosses as a handle that the harness can call, index and iterate, but never comp
 
 from __future__ import annotations
 
-import ast
 import builtins
 import json
 import os
@@ -24,8 +23,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # no typing import at run time: every millisecond of start-up is paid per sample
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 MAX_MESSAGE = 32 * 1024 * 1024  # one answer larger than this ends the solution (protocol violation)
 SPECIAL = ("__len__", "__getitem__", "__iter__", "__next__", "__bool__", "__str__", "__repr__")
@@ -313,6 +315,8 @@ class Remote:
 def namespace_for_tests(tests: list[str], solution_names: dict[str, Any], channel: Channel) -> dict[str, Any]:
     """What a test sees: its own builtins, real stdlib modules it uses as ``module.attr`` (even when the
     solution defines that name), and a proxy for each other solution function that does not shadow a builtin."""
+    import ast  # the harness only: the server never needs it
+
     modules: set[str] = set()
     for source in tests:
         try:
