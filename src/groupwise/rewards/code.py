@@ -77,7 +77,10 @@ def _guarded(fn: Callable[..., Any], *args: Any) -> tuple[Any, bool]:
 def _test_one(run: Callable[[str, list[str]], Verdict], completion: Any, tests: list[str],
               language: str) -> Verdict:
     code = extract_code(completion_text(completion), language, names_used_by_tests(tests, language))
-    return Verdict(0, len(tests)) if code is None else run(code, tests)
+    verdict = Verdict(0, len(tests)) if code is None else run(code, tests)
+    if not isinstance(verdict, Verdict):
+        raise TypeError(f"a code-test runner returned {type(verdict).__name__}, not a Verdict")
+    return verdict
 
 
 def _verdicts(run: Callable[[str, list[str]], Verdict], completions: Sequence[Any],
