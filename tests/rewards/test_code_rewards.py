@@ -69,6 +69,13 @@ def test_unfenced_code_and_the_last_of_several_solutions() -> None:
     assert names_used_by_tests(["assert_eq!(add(1, 2), Some(3));"], "rust") == {"add"}
 
 
+def test_code_tests_score_the_solution_not_its_usage_example_and_unfenced_code() -> None:
+    reward = resolve_reward("code_tests", {})
+    solution = "def add(a, b):\n    return a + b\n"
+    with_usage = f"{fenced(solution, 'python')}\nUsage:\n```python\nprint(add(2, 3))\n```"  # scored 0 before
+    assert reward(["", ""], [with_usage, solution], tests=[ADD_TESTS_PY] * 2) == [1.0, 1.0]
+
+
 def test_extraction_is_linear_time_on_hostile_fences() -> None:
     for text in ["`" * 40_000, "```\n" * 10_000, "```python\n" * 4_000, "````\n```\n" * 5_000]:
         start = time.monotonic()
