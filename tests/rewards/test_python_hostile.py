@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from groupwise.rewards import sandbox as sb
 from groupwise.rewards.registry import resolve_reward
 
 ADD_TESTS = ["assert add(1, 2) == 3", "assert add(0, 5) == 5", "assert add(-2, 2) == 0"]
@@ -62,8 +63,22 @@ def reward():
     return resolve_reward("code_tests", {"sandbox": {"timeout_s": 5}})
 
 
-def test_every_exit_frame_and_object_attack_scores_zero(reward) -> None:
-    names = list(ATTACKS)
+@pytest.fixture(params=["bwrap", "rlimits only"])
+def isolation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """With bubblewrap, and in the sandbox's fallback without it."""
+    if request.param == "bwrap" and not sb.bwrap_available():
+        pytest.skip("bubblewrap does not work here")
+    if request.param != "bwrap":
+        monkeypatch.setattr(sb, "_PROBE", sb._Probe(done=True, ok=False, reason="disabled by the test"))
+    return str(request.param)
+
+
+def test_every_exit_frame_and_object_attack_scores_zero(reward, isolation) -> None:
+    # Without bwrap the program may run as root (an interpreter under a 0700 /root): kill(-1) would then end
+    # every process of the host, and the host's files (the dataset too) are readable: those two attacks run
+    # only inside bubblewrap.
+    host_wide = {"kill every process it can", "search the disk and /proc for the test text"}
+    names = [n for n in ATTACKS if isolation == "bwrap" or n not in host_wide]
     completions = [fenced(CORRECT_ADD)] + [fenced(ATTACKS[n]) for n in names]
     scores = reward([""] * len(completions), completions, tests=[ADD_TESTS] * len(completions))
     assert scores[0] == 1.0
