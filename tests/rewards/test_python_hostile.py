@@ -5,6 +5,8 @@ Each attack is a wrong solution that scored 1.0 when the tests ran inside the so
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from groupwise.rewards import sandbox as sb
@@ -147,3 +149,12 @@ def test_bad_harness_is_a_clear_error() -> None:
 
     with pytest.raises(GroupwiseError, match="harness 'shared'"):
         resolve_reward("code_tests", {"harness": "shared"})
+
+
+def test_a_sample_never_outlives_its_budget_in_the_fallback() -> None:
+    reward = resolve_reward("code_tests", {"harness": "in_process", "sandbox": {"timeout_s": 1}})
+    hangs = fenced("def f(x):\n    while True:\n        pass\n")
+    start = time.monotonic()
+    scores = reward([""], [hangs], tests=[["assert f(1)"] * 5])  # 5 tests of 1 s each; the budget is 2 * 1 + 1 s
+    assert scores == [0.0] and scores.diagnostics["limit_hit"] == [1.0]
+    assert time.monotonic() - start < 3 + 5  # the budget, plus generous slack for a loaded machine

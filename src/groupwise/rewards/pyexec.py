@@ -134,14 +134,20 @@ def harness_round(harness: SandboxResult, solution: SandboxResult, token: str, t
 
 
 def run_python_tests_in_process(code: str, tests: list[str], limits: SandboxLimits) -> Verdict:
-    """The fallback: each test is one sandboxed process running the solution and that test together."""
+    """The fallback: each test is one sandboxed process running the solution and that test together, within
+    the sample's budget (the tests left when it runs out are not run)."""
     binary, binds = python_interpreter()
+    end = time.monotonic() + sample_budget_s(limits)
     passed, not_run, limited = 0, False, False
     for test in tests:
+        left = end - time.monotonic()
+        if left < 0.5:
+            return Verdict(passed, len(tests), True, True)
         token = secrets.token_hex(16)
         result = run_sandboxed([binary, *_FLAGS, "pyinproc.py"],
                                {"pyinproc.py": _script("pyinproc"), "solution.py": source_bytes(code),
-                                "test.py": source_bytes(test)}, limits, extra_ro_binds=binds, stdin=token + "\n")
+                                "test.py": source_bytes(test)}, replace(limits, timeout_s=min(limits.timeout_s, left)),
+                               extra_ro_binds=binds, stdin=token + "\n")
         lines = result.stdout.splitlines()
         passed += f"{token} pass" in lines
         not_run |= f"{token} pass" not in lines and f"{token} fail" not in lines
