@@ -19,7 +19,7 @@ RS_TESTS = ["assert_eq!(add(1, 2), 3);", "assert_eq!(add(-1, 1), 0);", "assert_e
 
 
 def python_rate(samples: int, workers: int) -> float:
-    """Sandboxed Python test runs per second (one process per test)."""
+    """Sandboxed Python test runs per second (per sample: a solution server and a test harness process)."""
     reward = resolve_reward("code_tests", {"language": "python", "workers": workers})
     completions = [f"```python\ndef add(a, b):\n    return a + b + {i} - {i}\n```" for i in range(samples)]
     start = time.monotonic()

@@ -49,6 +49,16 @@ def test_report_has_every_panel_config_and_samples(tmp_path):
     assert "group_size: 4" in html and "40.0%" in html
 
 
+def test_code_test_gaming_metrics_get_their_panel(tmp_path):
+    run = fake_run(tmp_path / "run", steps=3)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 4, "reward/code_tests/tests_not_run": 0.25,
+                            "reward/code_tests/limit_hit": 0.125}) + "\n")
+    page = build_report(run)
+    assert (page.parent / "code_tests.png").is_file()
+    assert "Code samples that ended before their tests ran" in page.read_text()
+
+
 def test_sample_steps_for_short_runs():
     assert pick_sample_steps([{"step": 1}]) == {"early": 1}
     assert pick_sample_steps([{"step": 1}, {"step": 2}]) == {"early": 1, "middle": 2}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,10 @@ import pytest
 from groupwise.config.schema import SandboxConfig
 from groupwise.errors import GroupwiseError
 from groupwise.rewards import code as code_module
-from groupwise.rewards.extract import completion_text, extract_code
+from groupwise.rewards.extract import completion_text, extract_code, names_used_by_tests
 from groupwise.rewards.registry import available_rewards, resolve_reward
 from groupwise.rewards.rust import has_clippy
+from groupwise.rewards.verdict import Verdict
 
 needs_cargo = pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
 ADD_TESTS_PY = ["assert add(1, 2) == 3", "assert add(0, 5) == 5", "assert add(-2, 2) == 0"]
@@ -44,6 +46,83 @@ def test_falls_back_to_a_bare_block_and_ignores_other_languages() -> None:
     assert extract_code("```python\n\n```", "python") is None
 
 
+def test_the_block_defining_the_tests_names_wins_over_example_usage() -> None:
+    text = ("```python\ndef add(a, b):\n    return a + b\n```\nExample:\n```python\nprint(add(1, 2))\n```")
+    assert extract_code(text, "python", {"add"}) == "def add(a, b):\n    return a + b\n"
+    assert extract_code(text, "python") == "print(add(1, 2))\n"  # without names: the last block, as before
+    rust = "```rust\npub fn add(a: i64, b: i64) -> i64 { a + b }\n```\n```rust\nfn main() { add(1, 2); }\n```"
+    assert extract_code(rust, "rust", {"add"}) == "pub fn add(a: i64, b: i64) -> i64 { a + b }\n"
+
+
+def test_unfenced_code_and_the_last_of_several_solutions() -> None:
+    bare = "def add(a, b):\n    return a + b\n"
+    assert extract_code(bare, "python", {"add"}) == bare
+    assert extract_code("The answer is add them.", "python", {"add"}) is None
+    two = ("Naive:\n```python\ndef add(a, b):\n    return sum([a, b])\n```\nBetter:\n"
+           "```\ndef add(a, b):\n    return a + b\n```\n```python\nimport math\n```")
+    assert extract_code(two, "python", {"add"}) == "def add(a, b):\n    return sum([a, b])\n"  # tagged first
+    helper = ("```python\ndef helper(x):\n    return x\n```\n```python\ndef add(a, b):\n    return a + b\n"
+              "def sub(a, b):\n    return a - b\n```\n```python\nassert add(1, 1) == 2\n```")
+    assert extract_code(helper, "python", {"add", "sub"}).startswith("def add")
+    assert names_used_by_tests(["x = f(2)\nassert math.isclose(x, g(1))", "assert len(h()) == 1"],
+                               "python") == {"f", "g", "h", "math"}
+    assert names_used_by_tests(["assert_eq!(add(1, 2), Some(3));"], "rust") == {"add"}
+
+
+def test_code_tests_score_the_solution_not_its_usage_example_and_unfenced_code() -> None:
+    reward = resolve_reward("code_tests", {})
+    solution = "def add(a, b):\n    return a + b\n"
+    with_usage = f"{fenced(solution, 'python')}\nUsage:\n```python\nprint(add(2, 3))\n```"  # scored 0 before
+    assert reward(["", ""], [with_usage, solution], tests=[ADD_TESTS_PY] * 2) == [1.0, 1.0]
+
+
+def test_extraction_is_linear_time_on_hostile_fences() -> None:
+    for text in ["`" * 40_000, "```\n" * 10_000, "```python\n" * 4_000, "````\n```\n" * 5_000]:
+        start = time.monotonic()
+        extract_code(text, "python", {"f"})
+        assert time.monotonic() - start < 1.0  # the regex took 7.8 s on the first one
+
+
+def test_one_bad_sample_scores_zero_and_the_batch_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    reward = resolve_reward("code_tests", {})
+    good = fenced("def add(a, b):\n    return a + b", "python")
+    in_comment = fenced("def add(a, b):\n    return a + b  # \ud800", "python")  # used to fail the batch
+    in_code = fenced("def add(a, b):\n    return '\ud800'", "python")
+    scores = reward(["", "", ""], [in_comment, in_code, good], tests=[ADD_TESTS_PY] * 3)
+    assert scores == [1.0, 0.0, 1.0]
+
+    def explode(code: str, tests: list[str], limits: object) -> object:
+        if "boom" in code:
+            raise RecursionError("cleanup of a deep tree")
+        return Verdict(len(tests), len(tests))
+
+    monkeypatch.setattr(code_module, "run_python_tests", explode)
+    reward = resolve_reward("code_tests", {})
+    scores = reward(["", "", ""], [fenced("boom = 1", "python"), good, good], tests=[ADD_TESTS_PY, ADD_TESTS_PY, None])
+    assert scores == [0.0, 1.0, None]
+    assert scores.diagnostics["sample_errors"] == [1.0, 0.0, None]
+
+
+def test_rust_scores_consume_the_runners_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    verdicts = {"ok": Verdict(3, 3), "exits": Verdict(1, 3, tests_not_run=True),
+                "slow": Verdict(2, 3, limit_hit=True)}
+
+    class FakeRunner:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def test(self, code: str, tests: list[str]) -> Verdict:
+            return verdicts[code.split()[-1]]
+
+    monkeypatch.setattr(code_module, "RustRunner", FakeRunner)
+    reward = resolve_reward("code_tests", {"language": "rust"})
+    completions = [fenced(f"pub fn add() {{}} // {k}", "rust") for k in verdicts] + ["no code"]
+    scores = reward([""] * 4, completions, tests=[ADD_TESTS_RS] * 4)
+    assert scores == [1.0, pytest.approx(1 / 3), pytest.approx(2 / 3), 0.0]
+    assert scores.diagnostics["tests_not_run"] == [0.0, 1.0, 0.0, 0.0]
+    assert scores.diagnostics["limit_hit"] == [0.0, 0.0, 1.0, 0.0]
+
+
 def test_completion_text_accepts_conversational_completions() -> None:
     assert completion_text([{"role": "assistant", "content": "hi"}]) == "hi"
     assert completion_text("plain") == "plain"
@@ -73,7 +152,7 @@ def test_python_rows_without_tests_are_not_scored() -> None:
     assert reward(["", "", ""], [good] * 3, tests=rows) == [None, None, 1.0]
 
 
-def test_python_tests_time_out_one_by_one() -> None:
+def test_python_tests_time_out_one_by_one() -> None:  # a fresh solution process serves the tests after a hang
     reward = resolve_reward("code_tests", {"sandbox": {"timeout_s": 2}, "workers": 4})
     code = fenced("def f(x):\n    while x < 0:\n        pass\n    return x", "python")
     tests = ["assert f(1) == 1", "assert f(-1) == -1", "assert f(2) == 2"]

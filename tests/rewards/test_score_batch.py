@@ -77,3 +77,17 @@ def test_user_reward_by_file_reference(tmp_path):
         build_reward_functions([RewardSpec(name="nope")])
     with pytest.raises(GroupwiseError, match="is not a function"):
         build_reward_functions([RewardSpec(name=f"{file}:missing")])
+
+
+def test_reward_values_diagnostics_are_collected_per_function():
+    from groupwise.rewards.values import RewardValues
+
+    def flagged(prompts, completions, **_):
+        return RewardValues([1.0, 0.0, None, 0.5], {"limit_hit": [1.0, 0.0, None, 0.0], "short": [1.0]})
+
+    plain = RewardFunction("plain", lambda prompts, completions, **_: [0.0] * 4, 1.0)
+    scores = _score([RewardFunction("flagged", flagged, 1.0), plain])
+    assert list(scores.diagnostics) == ["flagged/limit_hit"]  # a column of the wrong length is dropped
+    column = scores.diagnostics["flagged/limit_hit"].tolist()
+    assert column[:2] == [1.0, 0.0] and math.isnan(column[2]) and column[3] == 0.0
+    assert scores.total.tolist() == [1.0, 0.0, 0.0, 0.5]

@@ -10,3 +10,14 @@ def half_learnable(prompts, completions, completion_ids=None, expression=None, *
         even = int(expr.split()[0]) % 2 == 0
         out.append(float(zlib.crc32(text.encode()) % 2) if even else 0.0)
     return out
+
+
+def flagged(prompts, completions, completion_ids=None, expression=None, **_):
+    """half_learnable's values, plus diagnostics: tests_not_run on every other sample, limit_hit on 1 of 3
+    of the samples that have one (every 4th has none)."""
+    from groupwise.rewards.values import RewardValues
+
+    n = len(completions)
+    return RewardValues(half_learnable(prompts, completions, expression=expression),
+                        {"tests_not_run": [float(i % 2) for i in range(n)],
+                         "limit_hit": [None if i % 4 == 0 else float(i % 4 == 1) for i in range(n)]})

@@ -40,6 +40,10 @@ def _reward_keys(available: list[str]) -> list[str]:
     return [k for k in ("reward/mean",) if k in available] + per_function
 
 
+def _gaming_keys(available: list[str]) -> list[str]:
+    return sorted(k for k in available if k.startswith("reward/") and k.endswith(("/tests_not_run", "/limit_hit")))
+
+
 PANELS = [
     Panel("rewards", "Reward (total and per function)", _reward_keys),
     Panel("learnable", "Learnable fraction and success rate", _exact("learnable_fraction", "success_rate")),
@@ -50,6 +54,7 @@ PANELS = [
     Panel("clipping", "Clip fractions", _exact("clip_frac_low", "clip_frac_high")),
     Panel("heldout", "Held-out greedy accuracy", _exact("eval/greedy_accuracy")),
     Panel("difficulty", "Prompts skipped by the difficulty filter", _exact("difficulty/skipped")),
+    Panel("code_tests", "Code samples that ended before their tests ran, or hit a sandbox limit", _gaming_keys),
 ]
 
 

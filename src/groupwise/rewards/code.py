@@ -1,20 +1,30 @@
-"""Code rewards: run the completion's last code block against the row's tests, or build/lint it (Rust)."""
+"""Code rewards: run the code a completion defines against the row's tests, or build/lint it (Rust).
+
+One sample, one fate: whatever goes wrong while evaluating one sample (an exception, a bad encoding, a
+failed cleanup) scores that sample 0, is logged, and is counted in ``reward/<function>/sample_errors``;
+nothing escapes to the rest of the batch. Python's per-sample limits: see ``pyexec.sample_budget_s``.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from groupwise.errors import GroupwiseError
-from groupwise.rewards.extract import completion_text, extract_code
-from groupwise.rewards.pyexec import run_python_test
+from groupwise.rewards.extract import completion_text, extract_code, names_used_by_tests
+from groupwise.rewards.pyexec import run_python_tests, run_python_tests_in_process
 from groupwise.rewards.registry import register_reward
 from groupwise.rewards.rust import DEFAULT_COMPILE_TIMEOUT_S, RustRunner, has_clippy
 from groupwise.rewards.sandbox import SandboxLimits, ensure_isolation, sandbox_limits
+from groupwise.rewards.values import RewardValues, verdict_values
+from groupwise.rewards.verdict import Verdict
 
+log = logging.getLogger(__name__)
 LANGUAGES = ("python", "rust")
+HARNESSES = ("separate", "in_process")  # Python: tests in their own process (default), or with the code
 
 
 def _as_tests(value: Any) -> list[str] | None:
@@ -52,47 +62,85 @@ def _map(fn: Callable[..., Any], items: Sequence[Any], workers: int) -> list[Any
         return list(pool.map(lambda args: fn(*args), items))
 
 
-def _python_scores(codes: list[str | None], tests: list[list[str] | None], limits: SandboxLimits,
-                   workers: int) -> list[float | None]:
-    """Every (sample, test) pair is one sandboxed process; all pairs share one pool."""
-    jobs = [(i, code, test) for i, (code, ts) in enumerate(zip(codes, tests, strict=True))
-            if code is not None and ts for test in ts]
-    passed = _map(lambda _i, code, test: run_python_test(code, test, limits), jobs, workers)
-    counts = [0] * len(codes)
-    for (i, _, _), ok in zip(jobs, passed, strict=True):
-        counts[i] += bool(ok)
-    return [None if not ts else (counts[i] / len(ts) if codes[i] is not None else 0.0)
-            for i, ts in enumerate(tests)]
+def _guarded(fn: Callable[..., Any], *args: Any) -> tuple[Any, bool]:
+    """``fn(*args)``, or (None, True) when it raises anything but a user mistake (logged)."""
+    try:
+        return fn(*args), False
+    except GroupwiseError:
+        raise
+    except Exception as err:  # noqa: BLE001 - one sample's failure must not reach the batch
+        log.warning("code reward: evaluating one sample failed (%s: %s); it scores 0", type(err).__name__,
+                    str(err)[:300])
+        return None, True
 
 
-def _rust_scores(runner: RustRunner, codes: list[str | None], tests: list[list[str] | None],
-                 workers: int) -> list[float | None]:
-    jobs = [(code, ts) for code, ts in zip(codes, tests, strict=True) if code is not None and ts]
-    results = iter(_map(runner.test, jobs, workers))
-    return [None if not ts else (next(results).score if code is not None else 0.0)
-            for code, ts in zip(codes, tests, strict=True)]
+def _test_one(run: Callable[[str, list[str]], Verdict], completion: Any, tests: list[str],
+              language: str) -> Verdict:
+    code = extract_code(completion_text(completion), language, names_used_by_tests(tests, language))
+    verdict = Verdict(0, len(tests)) if code is None else run(code, tests)
+    if not isinstance(verdict, Verdict):
+        raise TypeError(f"a code-test runner returned {type(verdict).__name__}, not a Verdict")
+    return verdict
+
+
+def _verdicts(run: Callable[[str, list[str]], Verdict], completions: Sequence[Any],
+              tests: list[list[str] | None], language: str, workers: int) -> RewardValues:
+    """Every sample with tests evaluated on the shared pool, each under its own guard."""
+    jobs = [(c, ts) for c, ts in zip(completions, tests, strict=True) if ts]
+    outcomes = iter(_map(lambda c, ts: _guarded(_test_one, run, c, ts, language), jobs, workers))
+    verdicts: list[Verdict | None] = []
+    failed: list[bool] = []
+    for ts in tests:
+        verdict, error = next(outcomes) if ts else (None, False)
+        verdicts.append(Verdict(0, len(ts)) if ts and verdict is None else verdict)
+        failed.append(error)
+    return verdict_values(verdicts, failed)
+
+
+def _per_sample(fn: Callable[[str], Any], codes: list[str | None], workers: int) -> tuple[list[Any], list[bool]]:
+    """``fn(code)`` for each extracted code (None where there is none or it failed), and which ones failed."""
+    outcomes = iter(_map(lambda code: _guarded(fn, code), [(c,) for c in codes if c is not None], workers))
+    results, failed = [], []
+    for code in codes:
+        value, error = next(outcomes) if code is not None else (None, False)
+        results.append(value)
+        failed.append(error)
+    return results, failed
+
+
+def _extract_all(completions: Sequence[Any], language: str) -> list[str | None]:
+    return [_guarded(lambda c: extract_code(completion_text(c), language), c)[0] for c in completions]
 
 
 @register_reward("code_tests")
 def make_code_tests(language: str = "python", sandbox: dict[str, Any] | None = None, workers: int = 4,
-                    target_dir: str | None = None,
-                    compile_timeout_s: float = DEFAULT_COMPILE_TIMEOUT_S) -> Callable[..., list]:
-    """Fraction of the row's ``tests`` that the completion's code passes, each run sandboxed."""
+                    target_dir: str | None = None, compile_timeout_s: float = DEFAULT_COMPILE_TIMEOUT_S,
+                    harness: str = "separate") -> Callable[..., list]:
+    """Fraction of the row's ``tests`` that the completion's code passes, run sandboxed.
+
+    The code is the fenced block (or whole completion) that defines the names the tests use (rule:
+    ``groupwise.rewards.extract``). Python (``harness: separate``, the default): the tests run in a harness
+    process that calls the solution's functions in another sandbox, so the code cannot decide a verdict;
+    ``harness: in_process`` runs each test inside the solution's process, for tests that need real objects
+    (weaker: see docs/sandbox.md). Diagnostics: ``tests_not_run``, ``limit_hit``, ``sample_errors``.
+    """
     if language not in LANGUAGES:
         raise GroupwiseError(f"code_tests language '{language}' is not supported", "use python or rust")
+    if harness not in HARNESSES:
+        raise GroupwiseError(f"code_tests harness '{harness}' is not supported", "use separate or in_process")
     limits, workers = _limits(sandbox), _check_workers(workers)
-    runner = RustRunner(limits, target_dir, compile_timeout_s) if language == "rust" else None
+    if language == "rust":
+        run = RustRunner(limits, target_dir, compile_timeout_s).test
+    else:
+        python = run_python_tests if harness == "separate" else run_python_tests_in_process
+        run = lambda code, tests: python(code, tests, limits)  # noqa: E731
 
     def code_tests(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
                    tests: Sequence[Any] | None = None, **_: Any) -> list[float | None]:
         if tests is None:
             raise GroupwiseError("code_tests needs a 'tests' column in the data",
                                  "give every row a list of test strings under 'tests'")
-        codes = [extract_code(completion_text(c), language) for c in completions]
-        rows = [_as_tests(t) for t in tests]
-        if runner is not None:
-            return _rust_scores(runner, codes, rows, workers)
-        return _python_scores(codes, rows, limits, workers)
+        return _verdicts(run, completions, [_as_tests(t) for t in tests], language, workers)
 
     return code_tests
 
@@ -106,10 +154,8 @@ def make_rust_compiles(sandbox: dict[str, Any] | None = None, workers: int = 4, 
 
     def rust_compiles(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
                       **_: Any) -> list[float]:
-        codes = [extract_code(completion_text(c), "rust") for c in completions]
-        ok = _map(runner.compiles, [(c,) for c in codes if c is not None], workers)
-        results = iter(ok)
-        return [float(next(results)) if c is not None else 0.0 for c in codes]
+        ok, failed = _per_sample(runner.compiles, _extract_all(completions, "rust"), workers)
+        return RewardValues([float(bool(v)) for v in ok], {"sample_errors": [float(f) for f in failed]})
 
     return rust_compiles
 
@@ -126,12 +172,8 @@ def make_rust_clippy(sandbox: dict[str, Any] | None = None, workers: int = 4, ta
 
     def rust_clippy(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
                     **_: Any) -> list[float]:
-        codes = [extract_code(completion_text(c), "rust") for c in completions]
-        counts = iter(_map(runner.clippy_warnings, [(c,) for c in codes if c is not None], workers))
-        scores = []
-        for code in codes:
-            warnings = next(counts) if code is not None else None
-            scores.append(0.0 if warnings is None else 1.0 / (1.0 + warnings))
-        return scores
+        counts, failed = _per_sample(runner.clippy_warnings, _extract_all(completions, "rust"), workers)
+        return RewardValues([0.0 if w is None else 1.0 / (1.0 + w) for w in counts],
+                            {"sample_errors": [float(f) for f in failed]})
 
     return rust_clippy

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from groupwise.errors import GroupwiseError
 from groupwise.rewards.registry import RewardFn, resolve_reward
+from groupwise.rewards.values import RewardValues
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Scores:
     total: Tensor  # [N] weighted sum over the functions that scored the sample; NaN if none did
     names: list[str]
     errors: dict[str, int] = field(default_factory=dict)
+    diagnostics: dict[str, Tensor] = field(default_factory=dict)  # "<function>/<name>" -> [N], NaN: not scored
 
 
 def build_reward_functions(specs: Sequence[Any], sandbox: dict[str, Any] | None = None) -> list[RewardFunction]:
@@ -80,7 +82,7 @@ def _call(fn: RewardFn, prompts, completions, completion_ids, columns) -> list[f
     result = fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
     if inspect.isawaitable(result):
         result = asyncio.run(_await(result))
-    return list(result)
+    return result if isinstance(result, RewardValues) else list(result)
 
 
 async def _await(awaitable):
@@ -122,12 +124,15 @@ def score_batch(functions: list[RewardFunction], prompts: list, completions: lis
     n = len(completions)
     table = torch.full((n, len(functions)), math.nan)
     errors: dict[str, int] = {}
+    diagnostics: dict[str, Tensor] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(functions))))
     try:
         futures = [pool.submit(_call, f.fn, prompts, completions, completion_ids, columns) for f in functions]
         for j, (f, future) in enumerate(zip(functions, futures, strict=True)):
             try:
-                table[:, j] = torch.tensor(_checked(f.name, future.result(timeout=timeout_s), n))
+                values = future.result(timeout=timeout_s)
+                table[:, j] = torch.tensor(_checked(f.name, values, n))
+                diagnostics |= _diagnostics(f.name, values, n)
             except GroupwiseError:
                 raise
             except FutureTimeout:
@@ -143,7 +148,16 @@ def score_batch(functions: list[RewardFunction], prompts: list, completions: lis
     scored = ~torch.isnan(table)
     total = torch.where(scored, table * weights, 0.0).sum(-1)
     total = torch.where(scored.any(-1), total, math.nan)
-    return Scores(table, total, [f.name for f in functions], errors)
+    return Scores(table, total, [f.name for f in functions], errors, diagnostics)
+
+
+def _diagnostics(name: str, values: list, n: int) -> dict[str, Tensor]:
+    """A function's per-sample diagnostics (``RewardValues``) as NaN-padded columns, keyed "<name>/<key>"."""
+    out = {}
+    for key, column in getattr(values, "diagnostics", {}).items():
+        if len(column) == n:
+            out[f"{name}/{key}"] = torch.tensor([math.nan if v is None else float(v) for v in column])
+    return out
 
 
 def _handle(name: str, index: int | None, what: str, on_error: str, errors: dict[str, int], count: int) -> None:

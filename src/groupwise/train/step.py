@@ -127,7 +127,7 @@ def score_rollout(rollout: Rollout, rows: Rows, texts: list[str], rewards: list[
         penalty = soft_overlong_penalty(lengths, cfg.rollout.max_new_tokens, cfg.algorithm.overlong_cache)
         scores = Scores(torch.cat([scores.per_function, penalty[:, None].float()], dim=1),
                         torch.nan_to_num(scores.total, nan=0.0) + penalty, scores.names + ["soft_overlong"],
-                        scores.errors)
+                        scores.errors, scores.diagnostics)
     return scores
 
 
@@ -140,7 +140,7 @@ def _subset(batch: Batch, groups: list[int]) -> Batch:
     g = batch.rollout.group_size
     rows = torch.tensor([p * g + i for p in groups for i in range(g)], dtype=torch.long)
     scores = Scores(batch.scores.per_function[rows], batch.scores.total[rows], batch.scores.names,
-                    batch.scores.errors)
+                    batch.scores.errors, {k: v[rows] for k, v in batch.scores.diagnostics.items()})
     return Batch(select_groups(batch.rollout, groups), [batch.rows[p] for p in groups], scores,
                  batch.rewards[groups], batch.advantages[groups])
 
@@ -148,7 +148,9 @@ def _subset(batch: Batch, groups: list[int]) -> Batch:
 def _merge(batches: list[Batch], pad_id: int) -> Batch:
     batches = [b for b in batches if b.rows]
     scores = Scores(torch.cat([b.scores.per_function for b in batches]), torch.cat([b.scores.total for b in batches]),
-                    batches[0].scores.names, batches[0].scores.errors)
+                    batches[0].scores.names, batches[0].scores.errors,
+                    {k: torch.cat([b.scores.diagnostics[k] for b in batches]) for k in batches[0].scores.diagnostics
+                     if all(k in b.scores.diagnostics for b in batches)})
     return Batch(concat_rollouts([b.rollout for b in batches], pad_id), [r for b in batches for r in b.rows], scores,
                  torch.cat([b.rewards for b in batches]), torch.cat([b.advantages for b in batches]))
 
@@ -265,6 +267,9 @@ def step_metrics(batch: Batch, update: dict[str, float], timings: dict[str, floa
     metrics |= batch.sampling
     for name, count in scores.errors.items():
         metrics[f"reward/{name}/errors"] = count
+    for key, column in scores.diagnostics.items():  # e.g. reward/code_tests/tests_not_run: share of scored samples
+        valid = column[~torch.isnan(column)]
+        metrics[f"reward/{key}"] = float(valid.mean()) if valid.numel() else math.nan
     return metrics
 
 
