@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from groupwise.data.tests_column import InvalidTestsError, parse_tests
 from groupwise.errors import GroupwiseError
 from groupwise.rewards.extract import completion_text, extract_code
 from groupwise.rewards.pyexec import run_python_test
@@ -18,17 +18,12 @@ LANGUAGES = ("python", "rust")
 
 
 def _as_tests(value: Any) -> list[str] | None:
-    """One row's ``tests``: a list of strings (a JSON-encoded list or a single test string also work)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return [value] if value.strip() else None
-        if isinstance(value, str):
-            return [value]
-    tests = [str(t) for t in value if str(t).strip()]
+    """One row's ``tests`` (a list, a JSON or Python list string, or one test string), None when empty."""
+    try:
+        tests = parse_tests(value, single=True)
+    except InvalidTestsError as err:
+        raise GroupwiseError(f"code_tests got a 'tests' value that {err}",
+                             "give tests as a list of test statements (docs/data.md)") from err
     return tests or None
 
 
