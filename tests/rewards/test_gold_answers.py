@@ -31,6 +31,8 @@ def test_marker_and_number_helpers() -> None:
     assert marked_answer("work...\n#### 25 apples\n") == "25"
     assert marked_answer("#### **18**") == "18"
     assert marked_answer("no marker 25") is None and marked_answer("####   \n") is None
+    heading = "#### Step 1: 2 * 7 = 14\n#### 42\n#### Step 2: check"  # Markdown headings in a completion
+    assert marked_answer(heading) == "Step 2: check" and marked_answer(heading, numbers_only=True) == "42"
     assert without_thousands("-1,000,000.25") == "-1000000.25" and without_thousands("1,23") == "1,23"
     assert is_number("1,234") and is_number("-0.5") and is_number("1e3")
     assert not is_number("12 apples") and not is_number(r"\frac{1}{2}") and not is_number("")
@@ -41,8 +43,8 @@ def test_answer_match_reads_gsm8k_gold() -> None:
     reward = resolve_reward("answer_match")
     gold = "She has 5 * 5 = <<5*5=25>>25 stamps.\n#### 25"
     completions = ["25", "The answer is 25.", "<answer>25</answer>", "24", "5 * 5 = 25\n#### 25",
-                   "#### 24\nso 25 would be wrong"]
-    assert reward([], completions, answer=[gold] * 6) == [1.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+                   "#### 24\nso 25 would be wrong", "#### Step 1: multiply\nShe has 5 * 5 = 25 stamps."]
+    assert reward([], completions, answer=[gold] * 7) == [1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
     assert reward([], ["It costs $1,234."], answer=["#### 1,234"]) == [1.0]
     assert reward([], ["7", "8"], answer=[r"\boxed{7}"] * 2) == [1.0, 0.0]
 

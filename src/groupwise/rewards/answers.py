@@ -35,18 +35,18 @@ def without_thousands(text: str) -> str:
     return text.replace(",", "") if _THOUSANDS.fullmatch(text) else text
 
 
-def marked_answer(text: str) -> str | None:
+def marked_answer(text: str, *, numbers_only: bool = False) -> str | None:
     """The answer after the last GSM8K ``####`` marker: its leading number (``#### $1,234.`` -> ``1234``),
-    else the rest of that line; None without a marker or with nothing after it."""
-    found = _MARK.findall(text)
-    if not found:
-        return None
-    rest = found[-1].strip().strip("*").strip().lstrip("$").strip()
-    number = _LEADING_NUMBER.match(rest)
-    if number:
-        return number.group().replace(",", "")
-    rest = rest.rstrip(".").strip()
-    return rest or None
+    else the rest of that line; None without one. `numbers_only` (completions, where ``#### Step 1`` is a
+    Markdown heading): the last marker followed by a number."""
+    for found in reversed(_MARK.findall(text)):
+        rest = found.strip().strip("*").strip().lstrip("$").strip()
+        number = _LEADING_NUMBER.match(rest)
+        if number:
+            return number.group().replace(",", "")
+        if not numbers_only:
+            return rest.rstrip(".").strip() or None
+    return None
 
 
 def gold_answer(value: object) -> str:

@@ -32,7 +32,7 @@ def extract_answer(text: str, mode: str) -> str | None:
     if mode == "tag":
         return tagged_answer(text)
     if mode == "tag_or_last_number":
-        for found in (tagged_answer(text), marked_answer(text)):
+        for found in (tagged_answer(text), marked_answer(text, numbers_only=True)):
             if found is not None:
                 return found
         return last_number(text)

@@ -67,7 +67,7 @@ def final_answer(completion: str) -> str | None:
     if tags:
         return tags[-1].strip()
     boxed = last_boxed(completion)
-    return boxed.strip() if boxed is not None else marked_answer(completion)
+    return boxed.strip() if boxed is not None else marked_answer(completion, numbers_only=True)
 
 
 def _as_latex(text: str) -> str:
