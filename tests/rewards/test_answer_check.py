@@ -71,13 +71,14 @@ def test_training_start_warns(tmp_path: Path, monkeypatch, one_thread, make) -> 
     from groupwise.train.loop import train
 
     monkeypatch.chdir(tmp_path)
-    Path("rows.jsonl").write_text("".join(json.dumps({"prompt": f"Clips {i}?", "answer": SOLUTION}) + "\n"
-                                          for i in range(6)))
+    Path("rows.jsonl").write_text("".join(json.dumps({"prompt": f"Clips [bold]{i}[/bold]?", "answer": SOLUTION})
+                                          + "\n" for i in range(6)))
     out = io.StringIO()
     train(make("train.steps=1", "rollout.prompts_per_step=2", "rollout.group_size=2", "train.threads=1",
                "train.micro_batch_size=4"),
           tmp_path / "run", console=Console(file=out, width=400))
     assert "warning: reward 'answer_match' cannot compare 5 of 5 gold answers" in out.getvalue()
+    assert "[bold]" in out.getvalue()  # the sample row is printed as it is, not as Rich markup
 
 
 def test_preflight_command_names_the_answers(tmp_path: Path, monkeypatch) -> None:

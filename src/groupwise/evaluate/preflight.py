@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from groupwise.config.schema import Config
@@ -102,5 +103,5 @@ def print_preflight(result: dict[str, Any], console: Console | None = None) -> N
     console = console or Console()
     console.print(preflight_table(result))
     if result.get("answer_warning") and result["answer_warning"] not in result["verdict"]:
-        console.print(f"warning: {result['answer_warning']}")
-    console.print(result["verdict"])
+        console.print(f"warning: {escape(result['answer_warning'])}")
+    console.print(escape(result["verdict"]))
