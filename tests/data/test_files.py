@@ -158,8 +158,8 @@ def test_mapping_to_missing_column(tmp_path: Path) -> None:
 @pytest.mark.parametrize("row, word", [
     ({"prompt": 5}, "prompt is a int"),
     ({"prompt": [{"role": "user"}]}, "prompt is a list"),
-    ({"prompt": "a", "tests": "assert x"}, "tests is a str"),
-    ({"prompt": "a", "tests": [1, 2]}, "tests is a list"),
+    ({"prompt": "a", "tests": "assert x"}, "column 'tests' is a string that is not a list"),
+    ({"prompt": "a", "tests": [1, 2]}, "column 'tests' item 1 is a int"),
     ({"prompt": "a", "answer": None}, "answer is a NoneType"),
     ({"prompt": "a", "answer": [1]}, "answer is a list"),
     ({"prompt": "a", "system": 3}, "system is a int"),

@@ -49,8 +49,10 @@ class DataConfig(Section):
                                     "when no held-out data is given.")
     columns: dict[str, str] = Field(default_factory=dict, description="Rename columns to prompt/answer/tests/"
                                     "system, e.g. {prompt: question}.")
-    prompt_template: str = Field("{prompt}", description="Python format string applied to each row's columns.")
-    system_prompt: str | None = Field(None, description="System message (overridden by a row's `system`).")
+    prompt_template: str = Field("{prompt}", description="Python format string applied to each row's columns "
+                                 "(to a chat prompt's last user message, {prompt} being its text).")
+    system_prompt: str | None = Field(None, description="System message (overridden by a row's `system`; added to "
+                                      "a chat prompt that has none).")
     chat_template: bool = Field(True, description="Apply the tokenizer's chat template to the prompt.")
     train_size: int | None = Field(None, ge=1, description="Rows generated/used for training (None: task default).")
     heldout_size: int = Field(200, ge=1, description="Held-out rows for evaluation.")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from groupwise.config.schema import DataConfig
+from groupwise.data.tests_column import InvalidTestsError, dataset_tests, dataset_tests_source, parse_tests
 from groupwise.errors import GroupwiseError
 
 Row = dict[str, Any]
@@ -252,9 +253,7 @@ def _validate(row: Row, source: str, number: int) -> None:
                              "of {role, content} messages", "fix the prompt column")
     if "answer" in row:
         row["answer"] = _answer_text(row["answer"], where)
-    if "tests" in row and not _is_str_list(row["tests"]):
-        raise GroupwiseError(f"{where}: tests is a {type(row['tests']).__name__}, not a list of strings",
-                             "give tests as a list of strings (one test each)")
+    _tests_column(row, where)
     if row.get("system") is not None and not isinstance(row["system"], str):
         raise GroupwiseError(f"{where}: system is a {type(row['system']).__name__}, not a string",
                              "give the system message as a string")
@@ -272,8 +271,18 @@ def _is_message(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(value.get(key), str) for key in ("role", "content"))
 
 
-def _is_str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+def _tests_column(row: Row, where: str) -> None:
+    """``tests`` parsed in place (a list, JSON or Python list text), or mapped from MBPP / HumanEval columns."""
+    column = "tests" if "tests" in row else dataset_tests_source(row)
+    try:
+        if column == "tests":
+            row["tests"] = parse_tests(row["tests"])
+        elif column is not None:
+            row["tests"] = dataset_tests(row)
+    except InvalidTestsError as err:
+        raise GroupwiseError(f"{where}: column '{column}' {err}",
+                             "give tests as a list of test statements: a list, a JSON list like "
+                             '["assert f(1) == 2"] or a Python list (docs/data.md)') from err
 
 
 def _answer_text(value: Any, where: str) -> str:

@@ -10,16 +10,33 @@ from groupwise.errors import GroupwiseError
 
 
 def build_messages(row: dict[str, Any], template: str, system_prompt: str | None) -> list[dict[str, str]]:
-    """Chat messages for one row; a row whose prompt is already a message list is used as it is."""
+    """Chat messages for one row: the template fills the user turn (of a message list: its last user message,
+    with ``{prompt}`` that message's text); the row's `system`, else `system_prompt`, is added when there is
+    no system message yet."""
     if isinstance(row["prompt"], list):
-        return row["prompt"]
+        messages = [dict(message) for message in row["prompt"]]
+        users = [i for i, message in enumerate(messages) if message["role"] == "user"]
+        if template != "{prompt}":
+            if not users:
+                raise GroupwiseError("data.prompt_template is set but a chat prompt has no user message to "
+                                     "apply it to", "add a user message to every chat prompt, or drop "
+                                     "data.prompt_template")
+            messages[users[-1]]["content"] = _fill(template, {**row, "prompt": messages[users[-1]]["content"]})
+    else:
+        messages = [{"role": "user", "content": _fill(template, row)}]
+    system = row.get("system") or system_prompt
+    if system and not any(message["role"] == "system" for message in messages):
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+def _fill(template: str, row: dict[str, Any]) -> str:
+    """`template` formatted with the row's columns; a missing column is a clear error."""
     try:
-        user = template.format(**row)
-    except (KeyError, IndexError, ValueError) as err:
+        return template.format(**row)
+    except (KeyError, IndexError, ValueError, AttributeError) as err:
         raise GroupwiseError(f"data.prompt_template {template!r} cannot be filled from a row: {err}",
                              f"use only the columns {sorted(row)} in braces") from err
-    system = row.get("system") or system_prompt
-    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
 
 
 def render_prompt(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase, *, template: str = "{prompt}",

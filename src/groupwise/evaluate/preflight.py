@@ -12,12 +12,14 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from groupwise.config.schema import Config
 from groupwise.data.source import load_rows
 from groupwise.evaluate.sampling import generate_and_score, success_threshold
 from groupwise.models.load import load_configured_model
+from groupwise.rewards.answer_check import answer_format_warning
 from groupwise.rewards.compute import configured_rewards
 
 PREFLIGHT_PROMPTS = 8
@@ -38,12 +40,15 @@ def preflight(cfg: Config, prompts: int = PREFLIGHT_PROMPTS) -> dict[str, Any]:
     rollout, scores = generate_and_score(model, tokenizer, rows, texts, rewards, cfg, group=r.group_size,
                                          greedy=False, temperature=r.temperature, top_p=r.top_p)
     return summarize_preflight(scores.total.view(len(rows), r.group_size), scores.per_function, scores.names,
-                               rollout.lengths, rollout.ended_with_eos, cfg)
+                               rollout.lengths, rollout.ended_with_eos, cfg,
+                               answer_warning=answer_format_warning(pool, cfg))
 
 
 def summarize_preflight(total: torch.Tensor, per_function: torch.Tensor, names: list[str],
-                        lengths: torch.Tensor, ended: torch.Tensor, cfg: Config) -> dict[str, Any]:
-    """Learnable fraction, success rate, reward spread and truncation of [P, G] sampled groups."""
+                        lengths: torch.Tensor, ended: torch.Tensor, cfg: Config,
+                        answer_warning: str | None = None) -> dict[str, Any]:
+    """Learnable fraction, success rate, reward spread and truncation of [P, G] sampled groups
+    (`answer_warning`: the gold answers do not suit the reward, which then explains a low fraction)."""
     from groupwise.train.step import learnable_fraction
 
     valid = total[~torch.isnan(total)]
@@ -64,6 +69,8 @@ def summarize_preflight(total: torch.Tensor, per_function: torch.Tensor, names: 
     for j, name in enumerate(names):
         column = per_function[:, j][~torch.isnan(per_function[:, j])]
         result[f"reward/{name}/mean"] = float(column.mean()) if column.numel() else math.nan
+    if answer_warning:
+        result["answer_warning"] = answer_warning
     result["verdict"] = verdict(result, cfg)
     return result
 
@@ -74,7 +81,7 @@ def verdict(result: dict[str, Any], cfg: Config) -> str:
 
     if result["learnable_fraction"] >= cfg.log.learnable_warn_below:
         return f"ok: about {100 * result['learnable_fraction']:.0f}% of groups should carry a learning signal"
-    cause = learnability_warning(result, cfg).split(": ", 1)[-1]
+    cause = result.get("answer_warning") or learnability_warning(result, cfg).split(": ", 1)[-1]
     return f"expected learnable fraction {result['learnable_fraction']:.2f} is low: {cause}"
 
 
@@ -84,7 +91,7 @@ def preflight_table(result: dict[str, Any]) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.items():
-        if key in ("verdict", "prompts", "group_size"):
+        if key in ("verdict", "prompts", "group_size", "answer_warning"):
             continue
         shown = ", ".join(f"{k}: {n}" for k, n in value.items()) if isinstance(value, dict) else (
             f"{value:.3f}" if isinstance(value, float) else str(value))
@@ -95,4 +102,6 @@ def preflight_table(result: dict[str, Any]) -> Table:
 def print_preflight(result: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     console.print(preflight_table(result))
-    console.print(result["verdict"])
+    if result.get("answer_warning") and result["answer_warning"] not in result["verdict"]:
+        console.print(f"warning: {escape(result['answer_warning'])}")
+    console.print(escape(result["verdict"]))

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 
 from groupwise.errors import GroupwiseError
+from groupwise.rewards.answers import gold_answer, marked_answer
 from groupwise.rewards.registry import register_reward
 
 NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
@@ -31,8 +32,10 @@ def extract_answer(text: str, mode: str) -> str | None:
     if mode == "tag":
         return tagged_answer(text)
     if mode == "tag_or_last_number":
-        tagged = tagged_answer(text)
-        return tagged if tagged is not None else last_number(text)
+        for found in (tagged_answer(text), marked_answer(text, numbers_only=True)):
+            if found is not None:
+                return found
+        return last_number(text)
     if mode == "whole":
         return text.strip()
     raise GroupwiseError(f"unknown answer extraction '{mode}'", "use last_number, tag, tag_or_last_number or whole")
@@ -53,12 +56,14 @@ def answers_equal(predicted: str | None, expected: object, *, numeric: bool, tol
 @register_reward("answer_match")
 def make_answer_match(extract: str = "tag_or_last_number", numeric: bool = True, tolerance: float = 1e-6,
                       correct: float = 1.0, wrong: float = 0.0):
-    """1.0 when the extracted answer equals the `answer` column (numerically within `tolerance`, or exactly)."""
+    """1.0 when the extracted answer equals the `answer` column's final answer (`#### N`, `\\boxed{}` or the
+    whole cell), numerically within `tolerance`, or exactly."""
     extract_answer("", extract)  # validate the mode up front: a bad config fails before any rollout
 
     def answer_match(prompts: Sequence, completions: Sequence[str], completion_ids=None, *, answer: Sequence,
                      **_: object) -> list[float]:
-        return [correct if answers_equal(extract_answer(c, extract), a, numeric=numeric, tolerance=tolerance)
+        return [correct if answers_equal(extract_answer(c, extract), gold_answer(a), numeric=numeric,
+                                         tolerance=tolerance)
                 else wrong for c, a in zip(completions, answer, strict=True)]
 
     return answer_match

@@ -7,12 +7,12 @@ nothing escapes to the rest of the batch. Python's per-sample limits: see ``pyex
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from groupwise.data.tests_column import InvalidTestsError, parse_tests
 from groupwise.errors import GroupwiseError
 from groupwise.rewards.extract import completion_text, extract_code, names_used_by_tests
 from groupwise.rewards.pyexec import run_python_tests, run_python_tests_in_process
@@ -28,17 +28,12 @@ HARNESSES = ("separate", "in_process")  # Python: tests in their own process (de
 
 
 def _as_tests(value: Any) -> list[str] | None:
-    """One row's ``tests``: a list of strings (a JSON-encoded list or a single test string also work)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return [value] if value.strip() else None
-        if isinstance(value, str):
-            return [value]
-    tests = [str(t) for t in value if str(t).strip()]
+    """One row's ``tests`` (a list, a JSON or Python list string, or one test string), None when empty."""
+    try:
+        tests = parse_tests(value, single=True)
+    except InvalidTestsError as err:
+        raise GroupwiseError(f"code_tests got a 'tests' value that {err}",
+                             "give tests as a list of test statements (docs/data.md)") from err
     return tests or None
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from groupwise.data.tasks.countdown import verify_countdown
 from groupwise.errors import GroupwiseError
+from groupwise.rewards.answers import gold_answer, last_boxed, marked_answer
 from groupwise.rewards.registry import register_reward
 
 _FREE = r"(?:(?!</?think>|</?answer>).)*"  # text without any think/answer tag
@@ -60,26 +61,13 @@ def make_think_answer_format(strict: bool = True):
 # ---- math ------------------------------------------------------------------------------------------------
 
 
-def last_boxed(text: str) -> str | None:
-    """The content of the last \\boxed{...} (braces balanced), or None."""
-    start = text.rfind(_BOXED)
-    if start < 0:
-        return None
-    depth, begin = 1, start + len(_BOXED)
-    for index in range(begin, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[index], 0)
-        if depth == 0:
-            return text[begin:index]
-    return None
-
-
 def final_answer(completion: str) -> str | None:
-    """The last <answer> tag's content, else the last \\boxed{} content, else None."""
+    """The last <answer> tag's content, else the last \\boxed{} content, else the GSM8K `#### N`, else None."""
     tags = _ANSWER_TAG.findall(completion)
     if tags:
         return tags[-1].strip()
     boxed = last_boxed(completion)
-    return boxed.strip() if boxed is not None else None
+    return boxed.strip() if boxed is not None else marked_answer(completion, numbers_only=True)
 
 
 def _as_latex(text: str) -> str:
@@ -105,7 +93,7 @@ def math_equal(completion: str, gold: object) -> bool:
     from math_verify import verify
 
     try:
-        expected = _parse(_as_latex(str(gold).strip()))
+        expected = _parse(_as_latex(gold_answer(gold)))
         answer = final_answer(completion)
         predicted = _parse(_as_latex(answer)) if answer is not None else _parse(completion)
         if answer is None and not predicted:
@@ -119,7 +107,7 @@ def math_equal(completion: str, gold: object) -> bool:
 
 @register_reward("math_equivalence")
 def make_math_equivalence():
-    """1.0 when the final answer (<answer> tag, last \\boxed{}, or whole text) equals `answer`."""
+    """1.0 when the final answer (<answer> tag, last \\boxed{}, `#### N`, or whole text) equals `answer`."""
 
     def math_equivalence(prompts: Sequence, completions: Sequence[str], completion_ids=None,
                          **columns: object) -> list[float]:

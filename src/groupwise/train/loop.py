@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from groupwise.config.load import dump_config
 from groupwise.config.schema import Config
@@ -23,6 +24,7 @@ from groupwise.data.source import load_rows
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.accuracy import evaluate_rows
 from groupwise.models.load import load_configured_model, resolve_device
+from groupwise.rewards.answer_check import answer_format_warning
 from groupwise.rewards.compute import configured_rewards
 from groupwise.train.checkpoint import (
     Checkpoint,
@@ -95,6 +97,8 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     resolve_device(cfg.model.device)  # a device that is not there fails before anything loads
     rewards = configured_rewards(cfg)  # before the model
     train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
+    if warning := answer_format_warning(train_rows, cfg):
+        (console or Console(stderr=True)).print(f"[yellow]warning:[/yellow] {escape(warning)}")
     heldout = load_rows(cfg.data, "heldout")[: cfg.eval.num_problems] if _evaluates(cfg) else []
     model, tokenizer = load_configured_model(cfg)  # on model.device, in the training precision
     stream = PromptStream(train_rows, render_all(train_rows, tokenizer, cfg), cfg.data.seed)
