@@ -67,6 +67,7 @@ def train(
     if resume is not None:
         return resume_training(resume, set_, extra=config or run_dir or overwrite or preflight)
     cfg = build_config(config, set_)
+    print_notes(cfg)
     if preflight:
         from groupwise.evaluate.preflight import preflight as run_preflight
         from groupwise.evaluate.preflight import print_preflight
@@ -75,6 +76,12 @@ def train(
     created = not (run_dir and run_dir.exists())
     folder = prepare_run_dir(run_dir, overwrite)
     print_summary(run_and_report(cfg, folder, resume=False, created=created))
+
+
+def print_notes(cfg) -> None:
+    """What the config's validation adjusted (e.g. the micro-batch size), once, on stderr."""
+    for note in cfg.notes:
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def resume_training(folder: Path, overrides: list[str], extra: object) -> None:
@@ -176,8 +183,13 @@ def config_(
     set_ = set_ or []
     from groupwise.config.load import dump_config
     from groupwise.config.reference import reference_markdown
+    from groupwise.rewards.compute import with_named_rewards
 
-    print(reference_markdown() if reference else dump_config(build_config(config, set_)), end="\n")
+    if reference:
+        return print(reference_markdown())
+    cfg = build_config(config, set_)
+    print_notes(cfg)
+    print(dump_config(with_named_rewards(cfg)), end="\n")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ def run_eval(model: str, config: Path | None, overrides: list[str], *, problems:
              data: str | None = None, samples: int | None = None, ks: list[int] | None = None,
              baseline: str | None = None, out: Path | None = None, console=None) -> dict[str, Any]:
     """Evaluate `model` (and `baseline` on the same problems, rewards and prompts); returns both summaries."""
-    overrides = overrides + data_overrides(data, base_config(model, config, overrides).data, "heldout")
+    overrides = overrides + data_overrides(data, base_config(model, config, overrides), "heldout")
     loaded, tokenizer, cfg = load_for_eval(model, config, overrides)
     samples = cfg.eval.samples if samples is None else samples
     ks = usable_ks(ks or [1], samples)

@@ -23,7 +23,7 @@ from groupwise.data.source import load_rows
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.accuracy import evaluate_rows
 from groupwise.models.load import load_configured_model, resolve_device
-from groupwise.rewards.compute import configured_rewards
+from groupwise.rewards.compute import configured_rewards, with_named_rewards
 from groupwise.train.checkpoint import (
     Checkpoint,
     Stateful,
@@ -88,7 +88,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     `components`: more stateful parts saved in checkpoints, name -> object with state_dict/load_state_dict.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    (run_dir / "config.yaml").write_text(dump_config(with_named_rewards(cfg)))  # paths absolute, rewards named
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
