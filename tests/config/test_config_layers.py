@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from groupwise.config.load import build_config, dump_config, embedded_default_path, read_yaml
+from groupwise.config.load import build_config, dump_config, embedded_default_path
 from groupwise.config.paths import looks_local_model
 from groupwise.config.schema import Config, effective_micro_batch
 from groupwise.errors import GroupwiseError
