@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from groupwise.cli.errors import one_line_errors
+from groupwise.cli.quiet import VERBOSE_HELP, quiet_third_party
 from groupwise.config.load import build_config
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.commands import register_evaluate_commands
@@ -24,6 +25,7 @@ console = Console(stderr=True)
 SET_HELP = "Override one config value: section.key=value (repeatable), e.g. --set train.steps=10."
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML config; omitted: the embedded default job.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)]
+VerboseOption = Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)]
 
 
 def prepare_run_dir(run_dir: Path | None, overwrite: bool) -> Path:
@@ -61,8 +63,10 @@ def train(
                                                 "intact checkpoint with its config.yaml (--set only for "
                                                 "train.steps/save_every/keep_checkpoints/max_nonfinite/"
                                                 "threads, model.device, log.progress/tensorboard).")] = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Train with GRPO (or a variant) and write a run folder."""
+    quiet_third_party(verbose)
     set_ = set_ or []
     if resume is not None:
         return resume_training(resume, set_, extra=config or run_dir or overwrite or preflight)
@@ -130,8 +134,10 @@ def export(
     run: Annotated[Path, typer.Argument(help="A finished run folder.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write (must not exist yet).")],
     merge: Annotated[bool, typer.Option("--merge", help="Merge a LoRA adapter into the weights.")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Write a run's trained model as a Hugging Face folder with its tokenizer and chat template."""
+    quiet_third_party(verbose)
     from groupwise.models.export import export_run
 
     Console().print(f"exported {run} to {export_run(run, out, merge=merge)}")
@@ -158,8 +164,10 @@ def eval_(
     ] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Folder for results.jsonl (per problem; a rerun resumes) and summary.json.")] = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Greedy accuracy, unbiased pass@k and mean reward per function on held-out problems."""
+    quiet_third_party(verbose)
     from groupwise.evaluate.eval_command import run_eval
     from groupwise.evaluate.passk_eval import parse_ks, results_table
 

@@ -120,7 +120,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     started = time.perf_counter() - state.get("train_seconds", 0.0)
     low_streak, nonfinite = state.get("low_streak", 0), state.get("nonfinite", 0)
     progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress, console=console)
-    with StopRequest() as stop, progress_bar as progress:
+    with StopRequest(run_dir) as stop, progress_bar as progress:
         for step in range(start + 1, cfg.train.steps + 1):
             metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts)
             batch = metrics.pop("_batch")
