@@ -131,7 +131,9 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
                 metrics["eval/greedy_accuracy"] = result["greedy_accuracy"]
             log.write(step, metrics)
             if cfg.log.samples_per_step:
-                write_samples(run_dir / "samples.jsonl", step, batch, cfg.log.samples_per_step)
+                shown = batch.rows[: cfg.log.samples_per_step]
+                write_samples(run_dir / "samples.jsonl", step, batch, cfg.log.samples_per_step,
+                              rendered=render_all(shown, tokenizer, cfg))
             low_streak = low_streak + 1 if metrics["learnable_fraction"] < cfg.log.learnable_warn_below else 0
             if low_streak == cfg.log.learnable_warn_steps:
                 progress.warn(learnability_warning(metrics, cfg))
