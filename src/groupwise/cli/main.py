@@ -82,6 +82,14 @@ def train(
     print_summary(run_and_report(cfg, folder, resume=False, created=created))
 
 
+def print_caveat(problems: int) -> None:
+    """Warn when too few held-out problems back a reported accuracy or gain."""
+    from groupwise.evaluate.passk_eval import few_problems_warning
+
+    if warning := few_problems_warning(problems):
+        console.print(warning, markup=False, highlight=False, soft_wrap=True)
+
+
 def print_notes(cfg) -> None:
     """What the config's validation adjusted (e.g. the micro-batch size), once, on stderr."""
     for note in cfg.notes:
@@ -124,6 +132,7 @@ def print_summary(summary: dict) -> None:
         Console().print(table)
         Console().print(f"gain: {summary['gain_points']:+.1f} points; training took "
                         f"{summary['train_minutes']:.1f} min; run folder: {summary['run_dir']}")
+        print_caveat(summary["base"]["problems"])
     else:
         Console().print(f"training took {summary['train_minutes']:.1f} min; run folder: {summary['run_dir']}")
 
@@ -174,6 +183,7 @@ def eval_(
     result = run_eval(model, config, list(set_ or []), problems=problems, data=data, samples=samples,
                       ks=parse_ks(k), baseline=baseline, out=out, console=console)
     Console().print(results_table(model, result["summary"], baseline, result.get("baseline_summary")))
+    print_caveat(result["summary"]["problems"])
 
 
 register_evaluate_commands(app, console)

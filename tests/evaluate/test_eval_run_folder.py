@@ -1,0 +1,55 @@
+"""`groupwise eval RUN` from another directory: the run's held-out set, completions stored per problem,
+a caveat for few problems, and `--data TRAIN_FILE` labelled as not held-out (issue 12)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from groupwise.cli.main import app
+from groupwise.models.tiny import build_tiny_random
+
+FAST = ["--set", "log.progress=false", "--set", "rollout.max_new_tokens=4", "--set", "train.threads=1"]
+
+
+def test_eval_of_a_run_from_another_directory(tmp_path, monkeypatch, one_thread):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    model, tokenizer = build_tiny_random(seed=0)
+    model.save_pretrained(work / "tiny")
+    tokenizer.save_pretrained(work / "tiny")
+    (work / "rows.jsonl").write_text("".join(json.dumps({"prompt": f"What is {i} + 1?", "answer": str(i + 1)})
+                                             + "\n" for i in range(40)))
+    (work / "job.yaml").write_text(  # relative paths, as a user writes them; micro_batch_size left at 16
+        "model: {name: tiny, dtype: float32}\ndata: {path: rows.jsonl, heldout_fraction: 0.1}\n"
+        "rollout: {prompts_per_step: 2, group_size: 4, dtype: float32}\ntrain: {steps: 1, bf16: false}\n"
+        "eval: {before_after: true, samples: 0}\nlog: {samples_per_step: 1}\n")
+    monkeypatch.chdir(work)
+    trained = CliRunner().invoke(app, ["train", "job.yaml", "--run-dir", str(tmp_path / "run"), *FAST],
+                                 terminal_width=200)
+    assert trained.exit_code == 0, trained.output
+    assert "note: train.micro_batch_size 16 -> 8" in trained.stderr
+    assert "only 4 held-out problems" in trained.stderr  # 10% of 40 rows back the reported gain
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["base"]["problems"] == 4
+
+    monkeypatch.chdir(elsewhere)  # relative paths in the job were stored absolute
+    done = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--samples", "2", "--k", "1",
+                                    "--out", "out", *FAST], terminal_width=200)
+    assert done.exit_code == 0, done.output
+    result = json.loads((elsewhere / "out" / "summary.json").read_text())
+    assert result["problems"] == summary["base"]["problems"] == 4  # the run's own held-out set, no fewer
+    assert "held-out evaluation (4 problems" in done.stdout and "only 4 held-out problems" in done.stderr
+    records = [json.loads(line) for line in (elsewhere / "out" / "results.jsonl").read_text().splitlines()]
+    for record in records:
+        assert isinstance(record["greedy_completion"], str) and len(record["completions"]) == 2
+        assert len(record["sample_rewards"]) == 2 and record["greedy_reward"] in (0.0, 1.0)
+        assert record["greedy_correct"] == (record["greedy_reward"] >= 1.0)
+
+    on_train = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--data", str(work / "rows.jsonl"),
+                                        "--samples", "0", *FAST], terminal_width=200)
+    assert on_train.exit_code == 0, on_train.output
+    assert "NOT held-out: 36 of 40 problems are in the training data" in on_train.stdout
+    assert "only" not in on_train.stderr  # 40 problems back it
