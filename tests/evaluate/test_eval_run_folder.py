@@ -53,3 +53,26 @@ def test_eval_of_a_run_from_another_directory(tmp_path, monkeypatch, one_thread)
     assert on_train.exit_code == 0, on_train.output
     assert "NOT held-out: 36 of 40 problems are in the training data" in on_train.stdout
     assert "only" not in on_train.stderr  # 40 problems back it
+
+
+def test_few_problems_warning_names_the_step_size():
+    from groupwise.evaluate.passk_eval import few_problems_warning
+
+    assert few_problems_warning(20) is None and few_problems_warning(200) is None
+    assert few_problems_warning(2).startswith("warning: only 2 held-out problems: one problem moves accuracy by "
+                                              "50 points")
+    assert "only 1 held-out problem:" in few_problems_warning(1)
+
+
+def test_rewards_that_were_the_runs_defaults_follow_the_evaluated_data(tmp_path):
+    from groupwise.config.load import build_config
+    from groupwise.evaluate.data_spec import data_overrides
+    from groupwise.rewards.compute import with_named_rewards
+
+    run_cfg = with_named_rewards(build_config(None, ["data.task=countdown"]))  # as a run's config.yaml says
+    assert [f.name for f in run_cfg.rewards.functions] == ["countdown_verify"]
+    switched = build_config(None, ["data.task=countdown", "rewards.functions=[{name: countdown_verify}]",
+                                   *data_overrides("arithmetic", run_cfg, "heldout")])
+    assert switched.rewards.functions is None  # arithmetic's own answer_match will score it
+    chosen = with_named_rewards(build_config(None, ["rewards.functions=[{name: math_equivalence}]"]))
+    assert "rewards.functions=null" not in data_overrides("countdown", chosen, "heldout")  # chosen: kept
