@@ -148,3 +148,10 @@ def test_train_prints_the_micro_batch_note_once(tmp_path):
     assert result.exit_code == 0
     assert result.stderr.count("note: train.micro_batch_size 16 -> 6") == 1
     assert "micro_batch_size: 6" in result.stdout
+
+
+def test_the_config_error_hint_points_at_the_reference():
+    with pytest.raises(GroupwiseError) as err:
+        build_config(None, ["rollout.group_size=1"])
+    assert err.value.fix == "fix the config (every key is listed in docs/configuration.md, or run " \
+                            "`groupwise config --reference`)"

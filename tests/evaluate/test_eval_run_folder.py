@@ -76,3 +76,17 @@ def test_rewards_that_were_the_runs_defaults_follow_the_evaluated_data(tmp_path)
     assert switched.rewards.functions is None  # arithmetic's own answer_match will score it
     chosen = with_named_rewards(build_config(None, ["rewards.functions=[{name: math_equivalence}]"]))
     assert "rewards.functions=null" not in data_overrides("countdown", chosen, "heldout")  # chosen: kept
+
+
+def test_training_evaluates_each_held_out_problem_once(tiny_config, tmp_path, one_thread):
+    """A small held-out set cycled up to data.heldout_size (the code tasks hold out 7 problems) counts once."""
+    from groupwise.train.loop import train
+
+    rows, held = tmp_path / "rows.jsonl", tmp_path / "held.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": f"Say {i}.", "answer": str(i)}) + "\n" for i in range(8)))
+    held.write_text("".join(json.dumps({"prompt": f"Say {i % 3}!", "answer": str(i % 3)}) + "\n"
+                            for i in range(12)))
+    cfg = tiny_config(f"data.path={rows}", f"data.heldout_path={held}", "eval.before_after=true",
+                      "eval.samples=0", "train.steps=1", "log.samples_per_step=0")
+    summary = train(cfg, tmp_path / "run")
+    assert summary["base"]["problems"] == summary["trained"]["problems"] == 3

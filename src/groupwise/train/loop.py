@@ -22,6 +22,7 @@ from groupwise.data.prompts import render_prompt
 from groupwise.data.source import load_rows
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.accuracy import evaluate_rows
+from groupwise.evaluate.passk_eval import unique_rows
 from groupwise.models.load import load_configured_model, resolve_device
 from groupwise.rewards.compute import configured_rewards, with_named_rewards
 from groupwise.train.checkpoint import (
@@ -95,7 +96,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     resolve_device(cfg.model.device)  # a device that is not there fails before anything loads
     rewards = configured_rewards(cfg)  # before the model
     train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
-    heldout = load_rows(cfg.data, "heldout")[: cfg.eval.num_problems] if _evaluates(cfg) else []
+    heldout = unique_rows(load_rows(cfg.data, "heldout"))[: cfg.eval.num_problems] if _evaluates(cfg) else []
     model, tokenizer = load_configured_model(cfg)  # on model.device, in the training precision
     stream = PromptStream(train_rows, render_all(train_rows, tokenizer, cfg), cfg.data.seed)
     heldout_texts = render_all(heldout, tokenizer, cfg)
