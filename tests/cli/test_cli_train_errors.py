@@ -8,7 +8,7 @@ CLI = [sys.executable, "-m", "groupwise.cli.main"]
 
 @pytest.mark.parametrize("args, text", [
     (["train", "--set", "rollout.group_size=1"], "rollout.group_size"),
-    (["train", "--set", "train.micro_batch_size=5"], "must divide"),
+    (["train", "--set", "algorithm.mini_batches=3"], "must divide"),
     (["train", "--set", "model.bogus=1"], "unknown config key 'model.bogus'"),
     (["train", "missing.yaml"], "does not exist"),
 ])

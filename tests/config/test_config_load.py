@@ -31,7 +31,7 @@ def test_preset_fills_knobs_and_explicit_keys_win(tmp_path):
     (["train.nope=1"], "unknown config key 'train.nope'"),
     (["rollout.group_size=1"], "rollout.group_size"),
     (["train.steps=many"], "train.steps"),
-    (["train.micro_batch_size=7"], "must divide the 64 completions"),
+    (["algorithm.mini_batches=3"], "mini_batches (3) must divide the 64 completions"),
     (["algorithm.preset=ppo"], "unknown algorithm.preset 'ppo'"),
     (["trainsteps=3"], "not of the form section.key=value"),
     (["algorithm.loss=dpo"], "algorithm.loss"),

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from groupwise.cli.errors import one_line_errors
+from groupwise.cli.quiet import VERBOSE_HELP, quiet_third_party
 from groupwise.config.load import build_config
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.commands import register_evaluate_commands
@@ -24,6 +25,7 @@ console = Console(stderr=True)
 SET_HELP = "Override one config value: section.key=value (repeatable), e.g. --set train.steps=10."
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML config; omitted: the embedded default job.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)]
+VerboseOption = Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)]
 
 
 def prepare_run_dir(run_dir: Path | None, overwrite: bool) -> Path:
@@ -61,12 +63,15 @@ def train(
                                                 "intact checkpoint with its config.yaml (--set only for "
                                                 "train.steps/save_every/keep_checkpoints/max_nonfinite/"
                                                 "threads, model.device, log.progress/tensorboard).")] = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Train with GRPO (or a variant) and write a run folder."""
+    quiet_third_party(verbose)
     set_ = set_ or []
     if resume is not None:
         return resume_training(resume, set_, extra=config or run_dir or overwrite or preflight)
     cfg = build_config(config, set_)
+    print_notes(cfg)
     if preflight:
         from groupwise.evaluate.preflight import preflight as run_preflight
         from groupwise.evaluate.preflight import print_preflight
@@ -75,6 +80,20 @@ def train(
     created = not (run_dir and run_dir.exists())
     folder = prepare_run_dir(run_dir, overwrite)
     print_summary(run_and_report(cfg, folder, resume=False, created=created))
+
+
+def print_caveat(problems: int) -> None:
+    """Warn when too few held-out problems back a reported accuracy or gain."""
+    from groupwise.evaluate.passk_eval import few_problems_warning
+
+    if warning := few_problems_warning(problems):
+        console.print(warning, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_notes(cfg) -> None:
+    """What the config's validation adjusted (e.g. the micro-batch size), once, on stderr."""
+    for note in cfg.notes:
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def resume_training(folder: Path, overrides: list[str], extra: object) -> None:
@@ -113,6 +132,7 @@ def print_summary(summary: dict) -> None:
         Console().print(table)
         Console().print(f"gain: {summary['gain_points']:+.1f} points; training took "
                         f"{summary['train_minutes']:.1f} min; run folder: {summary['run_dir']}")
+        print_caveat(summary["base"]["problems"])
     else:
         Console().print(f"training took {summary['train_minutes']:.1f} min; run folder: {summary['run_dir']}")
 
@@ -123,8 +143,10 @@ def export(
     run: Annotated[Path, typer.Argument(help="A finished run folder.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write (must not exist yet).")],
     merge: Annotated[bool, typer.Option("--merge", help="Merge a LoRA adapter into the weights.")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Write a run's trained model as a Hugging Face folder with its tokenizer and chat template."""
+    quiet_third_party(verbose)
     from groupwise.models.export import export_run
 
     Console().print(f"exported {run} to {export_run(run, out, merge=merge)}")
@@ -151,14 +173,17 @@ def eval_(
     ] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Folder for results.jsonl (per problem; a rerun resumes) and summary.json.")] = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Greedy accuracy, unbiased pass@k and mean reward per function on held-out problems."""
+    quiet_third_party(verbose)
     from groupwise.evaluate.eval_command import run_eval
     from groupwise.evaluate.passk_eval import parse_ks, results_table
 
     result = run_eval(model, config, list(set_ or []), problems=problems, data=data, samples=samples,
                       ks=parse_ks(k), baseline=baseline, out=out, console=console)
     Console().print(results_table(model, result["summary"], baseline, result.get("baseline_summary")))
+    print_caveat(result["summary"]["problems"])
 
 
 register_evaluate_commands(app, console)
@@ -176,8 +201,13 @@ def config_(
     set_ = set_ or []
     from groupwise.config.load import dump_config
     from groupwise.config.reference import reference_markdown
+    from groupwise.rewards.compute import with_named_rewards
 
-    print(reference_markdown() if reference else dump_config(build_config(config, set_)), end="\n")
+    if reference:
+        return print(reference_markdown())
+    cfg = build_config(config, set_)
+    print_notes(cfg)
+    print(dump_config(with_named_rewards(cfg)), end="\n")
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Building a validated Config from the embedded default, a YAML file, presets and `--set` overrides."""
+"""Building a validated Config from the schema defaults, a YAML file (or the embedded default job), presets and
+`--set` overrides."""
 
 from __future__ import annotations
 
@@ -34,9 +35,9 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
     return data
 
 
-def embedded_default() -> dict[str, Any]:
-    text = resources.files("groupwise.config").joinpath(DEFAULT_CONFIG).read_text()
-    return yaml.safe_load(text)
+def embedded_default_path() -> Path:
+    """The embedded default job: an ordinary config file, read when no config file is given."""
+    return Path(str(resources.files("groupwise.config").joinpath(DEFAULT_CONFIG)))
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -93,29 +94,40 @@ def format_validation_error(err: ValidationError) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _without_foreign_task_params(default: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
-    """The default job's task_params belong to its task: a user who names another task does not inherit them."""
-    user_data = user.get("data") if isinstance(user.get("data"), dict) else {}
-    if "task" in user_data and user_data["task"] != default["data"].get("task"):
-        default = copy.deepcopy(default)
-        default["data"].pop("task_params", None)
-    return default
+def _without_foreign_task_params(base: dict[str, Any], sets: dict[str, Any]) -> dict[str, Any]:
+    """A file's task_params belong to its task: `--set data.task=OTHER` alone does not inherit them."""
+    set_data = sets.get("data") if isinstance(sets.get("data"), dict) else {}
+    base_data = base.get("data") if isinstance(base.get("data"), dict) else {}
+    if "task" in set_data and set_data["task"] != base_data.get("task") and "task_params" in base_data:
+        base = copy.deepcopy(base)
+        base["data"].pop("task_params")
+    return base
+
+
+def _task_only_without_file(data: dict[str, Any]) -> dict[str, Any]:
+    """With a data file the built-in task is unused: the resolved config says task null, no task_params."""
+    section = data.get("data")
+    if isinstance(section, dict) and section.get("path"):
+        data = data | {"data": section | {"task": None, "task_params": {}}}
+    return data
 
 
 def build_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Default < file < --set; then the algorithm preset fills the knobs not set explicitly."""
-    default, user = embedded_default(), read_yaml(path) if path is not None else {}
+    """Schema defaults < config file < --set; no file means the embedded default job (default.yaml, an
+    ordinary config file). Then the algorithm preset fills the knobs not set explicitly."""
+    base = read_yaml(embedded_default_path() if path is None else path)
+    sets: dict[str, Any] = {}
     for item in overrides:
         key, value = parse_override(item)
-        set_path(user, key, value)
-    data = deep_merge(_without_foreign_task_params(default, user), user)
-    data = apply_preset(data)
+        set_path(sets, key, value)
+    data = deep_merge(_without_foreign_task_params(base, sets), sets)
+    data = _task_only_without_file(apply_preset(data))
     try:
         return Config.model_validate(data)
     except ValidationError as err:
         raise GroupwiseError(format_validation_error(err),
-                             "fix the config (see `groupwise train --help` and README's configuration table)"
-                             ) from err
+                             "fix the config (every key is listed in docs/configuration.md, or run "
+                             "`groupwise config --reference`)") from err
 
 
 def dump_config(cfg: Config) -> str:

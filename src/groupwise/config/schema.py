@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from groupwise.config.paths import resolve_data_path, resolve_model_name, resolve_reward_name
 
 
 class Section(BaseModel):
@@ -25,6 +27,16 @@ class ModelConfig(Section):
         "for short sequences) on a CPU when rollout.max_new_tokens <= 256, else sdpa.")
     cache_dir: str | None = Field(None, description="Where dequantized GGUF models are cached as safetensors "
                                   "(default: ~/.cache/groupwise).")
+
+    @field_validator("name")
+    @classmethod
+    def _absolute_local_name(cls, name: str) -> str:
+        return resolve_model_name(name)
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _absolute_cache_dir(cls, path: str | None) -> str | None:
+        return resolve_data_path(path)
 
 
 class LoraConfig(Section):
@@ -60,11 +72,21 @@ class DataConfig(Section):
     difficulty_filter: dict[str, Any] | None = Field(None, description="Skip prompts whose last `visits` groups "
                                                      "were all-correct or all-wrong: {visits: 2}.")
 
+    @field_validator("path", "heldout_path")
+    @classmethod
+    def _absolute_local_path(cls, path: str | None) -> str | None:
+        return resolve_data_path(path)
+
 
 class RewardSpec(Section):
     name: str = Field(description="Built-in reward name, module:function or path/file.py:function.")
     weight: float = Field(1.0, description="Weight in the summed reward.")
     params: dict[str, Any] = Field(default_factory=dict, description="Parameters of a built-in reward.")
+
+    @field_validator("name")
+    @classmethod
+    def _absolute_reward_file(cls, name: str) -> str:
+        return resolve_reward_name(name)
 
 
 class RewardsConfig(Section):
@@ -154,7 +176,9 @@ class TrainConfig(Section):
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
     schedule: Literal["constant", "cosine"] = Field("constant", description="Schedule after warm-up.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
-    micro_batch_size: int = Field(16, ge=1, description="Completions per forward/backward pass.")
+    micro_batch_size: int = Field(16, ge=1, description="Completions per forward/backward pass; lowered to the "
+                                  "largest that divides a mini-batch (the gradient is the same, only memory and "
+                                  "speed change).")
     logprob_chunk: int = Field(256, ge=1, description="Rows (tokens) per chunk of the memory-safe log-softmax.")
     seed: int = Field(0, description="Seed for sampling and initialisation.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores).")
@@ -191,16 +215,25 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    _notes: list[str] = PrivateAttr(default_factory=list)  # what validation adjusted, shown once by the CLI
+
+    @property
+    def notes(self) -> list[str]:
+        return self._notes
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Config:
         completions = self.rollout.prompts_per_step * self.rollout.group_size
-        if completions % self.train.micro_batch_size:
-            raise ValueError(f"train.micro_batch_size ({self.train.micro_batch_size}) must divide the "
+        if completions % self.algorithm.mini_batches:
+            raise ValueError(f"algorithm.mini_batches ({self.algorithm.mini_batches}) must divide the "
                              f"{completions} completions per step (rollout.prompts_per_step x group_size)")
-        if completions % (self.algorithm.mini_batches * self.train.micro_batch_size):
-            raise ValueError(f"algorithm.mini_batches x train.micro_batch_size must divide the {completions} "
-                             "completions per step")
+        wanted, per_update = self.train.micro_batch_size, completions // self.algorithm.mini_batches
+        micro = effective_micro_batch(wanted, per_update)
+        if micro != wanted:
+            self.train.micro_batch_size = micro
+            where = "per step" if per_update == completions else "of a mini-batch"
+            self._notes.append(f"train.micro_batch_size {wanted} -> {micro}: the largest that divides the "
+                               f"{per_update} completions {where}")
         if self.data.task is None and self.data.path is None:
             raise ValueError("data needs a built-in `task` or a `path`")
         if self.algorithm.soft_overlong and self.algorithm.overlong_cache >= self.rollout.max_new_tokens:
@@ -211,3 +244,8 @@ class Config(Section):
             RewardsConfig.model_validate({**self.rewards.model_dump(), "functions": [
                 {"name": "code_tests", "params": {"language": "rust"}}]})  # the task's reward: same check
         return self
+
+
+def effective_micro_batch(wanted: int, completions: int) -> int:
+    """The largest micro-batch size <= `wanted` that divides `completions` (exact gradient accumulation)."""
+    return max(d for d in range(1, min(wanted, completions) + 1) if completions % d == 0)

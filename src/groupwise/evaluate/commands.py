@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from groupwise.cli.errors import one_line_errors
+from groupwise.cli.quiet import VERBOSE_HELP, quiet_third_party
 
 SET_HELP = "Override one config value: section.key=value (repeatable)."
 
@@ -33,8 +34,10 @@ def register_evaluate_commands(app: typer.Typer, console: Console) -> None:
         difficulty: Annotated[Path | None, typer.Option("--difficulty", help="Pass-rate cache (default: "
                                                         "DATA.difficulty.jsonl beside --out).")] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the random strategy.")] = 0,
+        verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
     ) -> None:
         """Estimate each example's pass rate with the base model and keep a difficulty slice."""
+        quiet_third_party(verbose)
         from groupwise.evaluate.select import format_histogram
         from groupwise.evaluate.select_command import run_select
 
@@ -56,8 +59,10 @@ def register_evaluate_commands(app: typer.Typer, console: Console) -> None:
         run_dir: Annotated[Path, typer.Argument(help="A run folder (with metrics.jsonl).")],
         out: Annotated[Path | None, typer.Option("--out", help="Report folder (default RUN_DIR/report).")
                        ] = None,
+        verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
     ) -> None:
         """PNG plots and a self-contained report.html of a run."""
+        quiet_third_party(verbose)
         from groupwise.evaluate.report import build_report
 
         page = build_report(run_dir, out)

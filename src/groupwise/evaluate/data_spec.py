@@ -12,6 +12,7 @@ from groupwise.data.files import EXTENSIONS, HUB_PREFIX
 from groupwise.data.tasks.registry import available_tasks
 from groupwise.errors import GroupwiseError
 from groupwise.models.trained import is_run_dir
+from groupwise.rewards.compute import default_reward_specs
 
 
 def _quoted(value: str) -> str:
@@ -23,10 +24,16 @@ def is_data_file(spec: str) -> bool:
     return spec.startswith(HUB_PREFIX) or spec.endswith(EXTENSIONS) or Path(spec).is_file()
 
 
-def data_overrides(spec: str | None, current: DataConfig, use: Literal["train", "heldout"]) -> list[str]:
-    """Overrides that point the data section at `spec`; the whole file becomes the `use` split."""
+def data_overrides(spec: str | None, current: Config, use: Literal["train", "heldout"]) -> list[str]:
+    """Overrides that point the data section at `spec`; the whole file becomes the `use` split. Rewards that
+    were the old data's defaults (a run's config.yaml names them) become the new data's defaults."""
     if not spec:
         return []
+    follow = current.rewards.functions == default_reward_specs(current.data)
+    return _point_at(spec, current.data, use) + (["rewards.functions=null"] if follow else [])
+
+
+def _point_at(spec: str, current: DataConfig, use: Literal["train", "heldout"]) -> list[str]:
     if is_data_file(spec):
         if not spec.startswith(HUB_PREFIX) and not Path(spec).is_file():
             raise GroupwiseError(f"data file '{spec}' does not exist",

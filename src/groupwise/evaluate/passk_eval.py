@@ -18,7 +18,7 @@ from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.sampling import (
     chunks,
-    greedy_correct,
+    greedy_results,
     problems_per_chunk,
     prompt_key,
     sample_problems,
@@ -60,15 +60,20 @@ def unique_rows(rows: list[Row]) -> list[Row]:
     return out
 
 
-def problem_record(row: Row, greedy: bool, sampled: dict[str, Any] | None, ks: list[int]) -> dict[str, Any]:
-    """One line of results.jsonl: the problem, its greedy outcome and its sampled pass rates."""
-    record: dict[str, Any] = {"key": prompt_key(row), "problem": row.get("prompt"),
-                              "answer": row.get("answer"), "greedy_correct": greedy}
+def problem_record(row: Row, greedy: dict[str, Any], sampled: dict[str, Any] | None, ks: list[int]
+                   ) -> dict[str, Any]:
+    """One line of results.jsonl: the problem, its gold answer or tests, the greedy completion and outcome, and
+    the sampled completions with their rewards and pass rates."""
+    record: dict[str, Any] = {"key": prompt_key(row), "problem": row.get("prompt"), "answer": row.get("answer"),
+                              **({"tests": row["tests"]} if "tests" in row else {}),
+                              "greedy_correct": greedy["correct"], "greedy_reward": greedy.get("reward"),
+                              "greedy_completion": greedy.get("completion")}
     if sampled is not None:
         n, c = sampled["n"], sampled["correct"]
         record |= {"n": n, "correct": c, "pass_rate": c / n,
                    "pass@k": {str(k): pass_at_k(n, c, k) for k in usable_ks(ks, n)},
-                   "mean_reward": sampled["mean_reward"], "rewards": sampled["rewards"]}
+                   "mean_reward": sampled["mean_reward"], "rewards": sampled["rewards"],
+                   "completions": sampled.get("completions"), "sample_rewards": sampled.get("sample_rewards")}
     return record
 
 
@@ -120,7 +125,7 @@ def evaluate_passk(model, tokenizer, rows: list[Row], texts: list[str], rewards:
         progress(len(rows) - len(pending))
     for chunk in chunks(pending, problems_per_chunk(cfg, samples)):
         chunk_rows, chunk_texts = [rows[i] for i in chunk], [texts[i] for i in chunk]
-        greedy = greedy_correct(model, tokenizer, chunk_rows, chunk_texts, rewards, cfg)
+        greedy = greedy_results(model, tokenizer, chunk_rows, chunk_texts, rewards, cfg)
         sampled = (sample_problems(model, tokenizer, chunk_rows, chunk_texts, rewards, cfg, samples=samples)
                    if samples else [None] * len(chunk))
         records = [problem_record(r, g, s, ks) for r, g, s in zip(chunk_rows, greedy, sampled, strict=True)]
@@ -170,11 +175,31 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
+MIN_PROBLEMS = 20  # below this, one problem moves accuracy by more than 5 points
+
+
+def few_problems_warning(problems: int) -> str | None:
+    """A caveat when too few problems back an accuracy or a gain to tell it from noise."""
+    if problems >= MIN_PROBLEMS:
+        return None
+    return (f"warning: only {problems} held-out problem{'s' * (problems != 1)}: one problem moves accuracy by "
+            f"{100 / max(problems, 1):.0f} points, so a gain here is noise; evaluate at least {MIN_PROBLEMS} "
+            "(data.heldout_path, a larger data.heldout_fraction or data.heldout_size)")
+
+
+def evaluation_title(summary: dict[str, Any]) -> str:
+    """'held-out evaluation', unless some problems were in the training data."""
+    seen = summary.get("in_training_data") or 0
+    if not seen:
+        return "held-out evaluation"
+    return f"evaluation, NOT held-out: {seen} of {summary['problems']} problems are in the training data"
+
+
 def results_table(name: str, summary: dict[str, Any], baseline_name: str | None = None,
                   baseline: dict[str, Any] | None = None) -> Table:
     """One column per model, one row per metric; with a baseline also the difference."""
-    table = Table(title=f"held-out evaluation ({summary['problems']} problems, {summary['samples']} samples "
-                        f"each; correct: reward >= {summary.get('threshold', 1.0)})")
+    table = Table(title=f"{evaluation_title(summary)} ({summary['problems']} problems, {summary['samples']} "
+                        f"samples each; correct: reward >= {summary.get('threshold', 1.0)})")
     table.add_column("metric")
     table.add_column(name, justify="right")
     other = dict(metric_rows(baseline)) if baseline is not None else None

@@ -139,14 +139,23 @@ def _samples_html(samples: list[Record], groups: int = 2, completions: int = 4) 
         for group in [s for s in samples if int(s["step"]) == step][:groups]:
             items = []
             rewards, truncated = group.get("rewards", []), group.get("truncated", [])
+            per_function = group.get("reward_per_function", {})
             for i, text in enumerate(group.get("completions", [])[:completions]):
                 reward = rewards[i] if i < len(rewards) else None
                 cut = " (truncated)" if i < len(truncated) and truncated[i] else ""
-                items.append(f"<li><span class='reward'>reward {_esc(reward)}{cut}</span>"
-                             f"<pre>{_esc(text)}</pre></li>")
-            parts.append(f"<div class='group'><p><b>prompt:</b> {_esc(group.get('prompt'))}<br>"
-                         f"<b>answer:</b> {_esc(group.get('answer'))}</p><ol>{''.join(items)}</ol></div>")
+                each = ", ".join(f"{name} {_esc(v[i])}" for name, v in per_function.items() if i < len(v))
+                items.append(f"<li><span class='reward'>reward {_esc(reward)}{f' ({each})' if each else ''}"
+                             f"{cut}</span><pre>{_esc(text)}</pre></li>")
+            parts.append(f"<div class='group'>{_gold_html(group)}<ol>{''.join(items)}</ol></div>")
     return "\n".join(parts) or "<p>no samples.jsonl in this run</p>"
+
+
+def _gold_html(group: Record) -> str:
+    """What the model saw (the rendered prompt when logged) and what it was scored against."""
+    seen = group.get("rendered_prompt") or group.get("prompt")
+    gold = (f"<b>tests:</b><pre>{_esc(chr(10).join(map(str, group['tests'])))}</pre>" if group.get("tests")
+            else f"<b>answer:</b> {_esc(group.get('answer'))}")
+    return f"<p><b>prompt:</b></p><pre>{_esc(seen)}</pre><p>{gold}</p>"
 
 
 def _summary_html(run_dir: Path) -> str:

@@ -59,8 +59,8 @@ def sample_problems(model, tokenizer, rows: list[Row], texts: list[str], rewards
     """Per problem: n samples, how many are correct (total >= threshold), mean reward (total and per fn)."""
     temperature = cfg.rollout.temperature if temperature is None else temperature
     top_p = cfg.rollout.top_p if top_p is None else top_p
-    _, scores = generate_and_score(model, tokenizer, rows, texts, rewards, cfg, group=samples, greedy=False,
-                       temperature=temperature, top_p=top_p)
+    rollout, scores = generate_and_score(model, tokenizer, rows, texts, rewards, cfg, group=samples, greedy=False,
+                                         temperature=temperature, top_p=top_p)
     total = torch.nan_to_num(scores.total, nan=-math.inf).view(len(rows), samples)
     threshold, out = success_threshold(cfg), []
     for p in range(len(rows)):
@@ -68,15 +68,21 @@ def sample_problems(model, tokenizer, rows: list[Row], texts: list[str], rewards
         per_function = {name: _mean(scores.per_function[span, j].tolist())
                         for j, name in enumerate(scores.names)}
         out.append({"n": samples, "correct": int((total[p] >= threshold).sum()),
-                    "mean_reward": _mean(scores.total[span].tolist()), "rewards": per_function})
+                    "mean_reward": _mean(scores.total[span].tolist()), "rewards": per_function,
+                    "completions": rollout.completions[span], "sample_rewards": _finite(scores.total[span])})
     return out
 
 
-def greedy_correct(model, tokenizer, rows: list[Row], texts: list[str], rewards: list[RewardFunction],
-                   cfg: Config) -> list[bool]:
-    """Whether each problem's greedy completion is correct (total reward >= threshold)."""
-    _, scores = generate_and_score(model, tokenizer, rows, texts, rewards, cfg, group=1, greedy=True,
-                                   temperature=1.0, top_p=1.0)
+def _finite(values: torch.Tensor) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
+def greedy_results(model, tokenizer, rows: list[Row], texts: list[str], rewards: list[RewardFunction],
+                   cfg: Config) -> list[dict[str, Any]]:
+    """Each problem's greedy completion, its total reward, and whether it is correct (reward >= threshold)."""
+    rollout, scores = generate_and_score(model, tokenizer, rows, texts, rewards, cfg, group=1, greedy=True,
+                                         temperature=1.0, top_p=1.0)
     total = torch.nan_to_num(scores.total, nan=-math.inf)
-    return [bool(v >= success_threshold(cfg)) for v in total]
+    return [{"correct": bool(v >= success_threshold(cfg)), "completion": text, "reward": reward}
+            for v, text, reward in zip(total, rollout.completions, _finite(scores.total), strict=True)]
 

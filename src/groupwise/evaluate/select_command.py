@@ -39,7 +39,7 @@ def run_select(data: str | None, keep: str, out: Path, *, samples: int = 8, mode
     strategy = parse_strategy(keep)
     overrides = list(overrides or [])
     start = build_config(config, overrides)
-    overrides += data_overrides(data, start.data, "train")
+    overrides += data_overrides(data, start, "train")
     overrides += [f"model.name={json.dumps(model)}"] if model else []
     cfg = build_config(config, overrides)
     rows = load_rows(cfg.data, "train")

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from groupwise.config.paths import looks_local_model
 from groupwise.errors import GroupwiseError
 from groupwise.models.tiny import TINY_RANDOM, build_tiny_random
 
@@ -83,8 +84,9 @@ def resolve_model_path(name: str, gguf_file: str | None, cache_dir: Path) -> Pat
             raise GroupwiseError(f"model folder '{name}' has no config.json",
                                  "point model.name at a Hugging Face model folder")
         return path
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise GroupwiseError(f"model path '{name}' does not exist", "check model.name")
+    if looks_local_model(name):
+        raise GroupwiseError(f"model path '{name}' does not exist",
+                             "check model.name (a relative path starts at the current directory)")
     return name  # a hub id
 
 

@@ -52,15 +52,28 @@ def build_reward_functions(specs: Sequence[Any], sandbox: dict[str, Any] | None 
 FILE_DATA_REWARDS = [{"name": "answer_match"}]  # a data file with an `answer` column, unless told otherwise
 
 
-def configured_rewards(cfg: Any) -> list[RewardFunction]:
-    """The run's reward functions: `rewards.functions`, else the built-in task's own (answer_match for files)."""
+def default_reward_specs(data: Any) -> list[Any]:
+    """The rewards used when the config names none: the built-in task's own, answer_match for data files."""
     from groupwise.config.schema import RewardSpec
     from groupwise.data.tasks.registry import task_rewards
 
+    entries = task_rewards(data.task) if data.path is None else FILE_DATA_REWARDS
+    return [RewardSpec(**entry) for entry in entries]
+
+
+def with_named_rewards(cfg: Any) -> Any:
+    """The config as it runs, `rewards.functions` spelled out (the run's config.yaml, `groupwise config`)."""
+    if cfg.rewards.functions is not None:
+        return cfg
+    named = cfg.rewards.model_copy(update={"functions": default_reward_specs(cfg.data)})
+    return cfg.model_copy(update={"rewards": named})
+
+
+def configured_rewards(cfg: Any) -> list[RewardFunction]:
+    """The run's reward functions: `rewards.functions`, else the built-in task's own (answer_match for files)."""
     specs = cfg.rewards.functions
     if specs is None:
-        entries = task_rewards(cfg.data.task) if cfg.data.path is None else FILE_DATA_REWARDS
-        specs = [RewardSpec(**entry) for entry in entries]
+        specs = default_reward_specs(cfg.data)
     return build_reward_functions(specs, cfg.sandbox.model_dump())
 
 

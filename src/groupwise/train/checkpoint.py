@@ -292,8 +292,9 @@ class StopRequest:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+    def __init__(self, run_dir: Path | None = None) -> None:
         self.signum: int | None = None
+        self.run_dir = run_dir
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
@@ -306,9 +307,18 @@ class StopRequest:
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.signum is not None:
-            raise SystemExit(128 + signum)  # second signal: stop now; the last complete checkpoint is intact
+        if self.signum is not None:  # second signal: stop now; the last complete checkpoint is intact
+            if self.run_dir is not None:
+                os.write(2, (stopped_now_message(self.run_dir) + "\n").encode())
+            raise SystemExit(128 + signum)
         self.signum = signum
+
+
+def stopped_now_message(run_dir: Path) -> str:
+    """What a second Ctrl-C leaves: the newest checkpoint folder (renamed into place only when complete)."""
+    saved = list_checkpoints(run_dir)
+    where = f"last checkpoint: {saved[-1][1]} (step {saved[-1][0]})" if saved else "no checkpoint saved yet"
+    return f"stopped at once (second signal); {where}; resume with: groupwise train --resume {run_dir}"
 
 
 # ---- the run folder --------------------------------------------------------------------------------------

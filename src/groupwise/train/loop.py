@@ -23,9 +23,10 @@ from groupwise.data.prompts import render_prompt
 from groupwise.data.source import load_rows
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.accuracy import evaluate_rows
+from groupwise.evaluate.passk_eval import unique_rows
 from groupwise.models.load import load_configured_model, resolve_device
 from groupwise.rewards.answer_check import answer_format_warning
-from groupwise.rewards.compute import configured_rewards
+from groupwise.rewards.compute import configured_rewards, with_named_rewards
 from groupwise.train.checkpoint import (
     Checkpoint,
     Stateful,
@@ -90,7 +91,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     `components`: more stateful parts saved in checkpoints, name -> object with state_dict/load_state_dict.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    (run_dir / "config.yaml").write_text(dump_config(with_named_rewards(cfg)))  # paths absolute, rewards named
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -99,7 +100,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
     if warning := answer_format_warning(train_rows, cfg):
         (console or Console(stderr=True)).print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    heldout = load_rows(cfg.data, "heldout")[: cfg.eval.num_problems] if _evaluates(cfg) else []
+    heldout = unique_rows(load_rows(cfg.data, "heldout"))[: cfg.eval.num_problems] if _evaluates(cfg) else []
     model, tokenizer = load_configured_model(cfg)  # on model.device, in the training precision
     stream = PromptStream(train_rows, render_all(train_rows, tokenizer, cfg), cfg.data.seed)
     heldout_texts = render_all(heldout, tokenizer, cfg)
@@ -124,7 +125,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     started = time.perf_counter() - state.get("train_seconds", 0.0)
     low_streak, nonfinite = state.get("low_streak", 0), state.get("nonfinite", 0)
     progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress, console=console)
-    with StopRequest() as stop, progress_bar as progress:
+    with StopRequest(run_dir) as stop, progress_bar as progress:
         for step in range(start + 1, cfg.train.steps + 1):
             metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts)
             batch = metrics.pop("_batch")
@@ -135,7 +136,9 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
                 metrics["eval/greedy_accuracy"] = result["greedy_accuracy"]
             log.write(step, metrics)
             if cfg.log.samples_per_step:
-                write_samples(run_dir / "samples.jsonl", step, batch, cfg.log.samples_per_step)
+                shown = batch.rows[: cfg.log.samples_per_step]
+                write_samples(run_dir / "samples.jsonl", step, batch, cfg.log.samples_per_step,
+                              rendered=render_all(shown, tokenizer, cfg))
             low_streak = low_streak + 1 if metrics["learnable_fraction"] < cfg.log.learnable_warn_below else 0
             if low_streak == cfg.log.learnable_warn_steps:
                 progress.warn(learnability_warning(metrics, cfg))

@@ -40,8 +40,9 @@ class MetricsLog:
             self.writer.close()
 
 
-def write_samples(path: Path, step: int, batch, groups: int) -> None:
-    """The prompt, completions and rewards of the first `groups` groups of a step."""
+def write_samples(path: Path, step: int, batch, groups: int, rendered: list[str] | None = None) -> None:
+    """The first `groups` groups of a step: the prompt (and the text the model saw, `rendered`), the gold answer
+    or tests, the completions, their total reward and each reward function's score."""
     g = batch.rollout.group_size
     with path.open("a") as f:
         for p in range(min(groups, len(batch.rows))):
@@ -49,9 +50,12 @@ def write_samples(path: Path, step: int, batch, groups: int) -> None:
             row = batch.rows[p]
             f.write(json.dumps({
                 "step": step, "prompt": row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1],
-                "answer": row.get("answer"),
+                **({"rendered_prompt": rendered[p]} if rendered and p < len(rendered) else {}),
+                "answer": row.get("answer"), **({"tests": row["tests"]} if "tests" in row else {}),
                 "completions": [batch.rollout.completions[i] for i in rows],
                 "rewards": [_clean(float(batch.scores.total[i])) for i in rows],
+                "reward_per_function": {name: [_clean(float(batch.scores.per_function[i, j])) for i in rows]
+                                        for j, name in enumerate(batch.scores.names)},
                 "advantages": [round(float(a), 4) for a in batch.advantages[p]],
                 "truncated": [not bool(batch.rollout.ended_with_eos[i]) for i in rows],
             }) + "\n")

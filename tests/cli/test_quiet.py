@@ -1,0 +1,25 @@
+"""Quiet by default: other libraries' warnings and load bars only with --verbose (issue 12)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CLI = [sys.executable, "-m", "groupwise.cli.main", "train"]
+TINY = ["model.name=tiny-random", "rollout.prompts_per_step=2", "rollout.group_size=4", "eval.before_after=false",
+        "log.progress=false", "data.train_size=32", "data.heldout_size=8", "train.threads=1", "train.steps=1",
+        "rollout.max_new_tokens=4", "log.samples_per_step=0", "rewards.functions=[{name: math_equivalence}]"]
+
+
+def test_quiet_by_default_verbose_shows_library_warnings(tmp_path):
+    """math-verify's timeout warning and other libraries' warnings appear only with --verbose."""
+    common = [a for item in TINY for a in ("--set", item)]
+    quiet = subprocess.run(CLI + ["--run-dir", str(tmp_path / "q")] + common, capture_output=True, text=True,
+                           timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    loud = subprocess.run(CLI + ["--run-dir", str(tmp_path / "v"), "--verbose"] + common, capture_output=True,
+                          text=True, timeout=300)
+    assert loud.returncode == 0, loud.stderr
+    assert "Timeout is disabled" in loud.stderr
+    for noise in ("Timeout is disabled", "Warning", "Loading weights"):
+        assert noise not in quiet.stderr + quiet.stdout, quiet.stderr
