@@ -23,6 +23,7 @@ from groupwise.config.schema import AlgorithmConfig, Config
 from groupwise.rewards.compute import RewardFunction, Scores, score_batch
 from groupwise.rollout.generate import Rollout, concat_rollouts, select_groups
 from groupwise.train.batch import MicroBatch, loss_share, micro_batch_logprobs, micro_batches
+from groupwise.train.health import HealthTokens
 from groupwise.train.policy import Policy
 
 Rows = list[dict[str, Any]]
@@ -202,7 +203,8 @@ def policy_updates(policy: Policy, optimizer: torch.optim.Optimizer, rollout: Ro
             mini_stats = one_optimizer_step(policy, optimizer, rollout, rows, advantages, loss_mask, fixed, cfg)
             for k, v in mini_stats.items():
                 stats.setdefault(k, []).append(v)
-    return {k: sum(v) / len(v) for k, v in stats.items()}
+    # maxima stay maxima across optimizer steps; the rest is averaged
+    return {k: max(v) if k.endswith("_max") else sum(v) / len(v) for k, v in stats.items()}
 
 
 def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout: Rollout, rows: Tensor,
@@ -212,15 +214,18 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = {}
     total_loss = 0.0
+    health = HealthTokens()  # per-token KL and sampler/trainer gap over the whole optimizer step
     for mb in micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask):
         with policy.training_precision():
             logp, entropy = _logprobs(policy.model, mb, cfg, cfg.rollout.temperature)
         mask = mb.completion_mask.to(device)
         old = mb.take(fixed["old"]).to(device) if "old" in fixed else logp.detach()
         ref = mb.take(fixed["ref"]).to(device) if "ref" in fixed else None
+        sampler_logp = mb.take(rollout.sampling_logp).to(device)
+        health.add(mask, old, sampler_logp, ref)
         is_weights, is_stats = None, {}
         if a.importance_sampling != "off":
-            is_weights, is_stats = importance_weights(old, mb.take(rollout.sampling_logp).to(device), mask,
+            is_weights, is_stats = importance_weights(old, sampler_logp, mask,
                                                       level=a.importance_sampling, mode=a.is_mode, cap=a.is_cap)
         loss, stats = policy_loss(logp, old, advantages[mb.rows].to(device), mask, kind=a.loss,
                                   eps_low=a.eps_low, eps_high=a.eps_high, agg=a.agg,
@@ -239,7 +244,8 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
         optimizer.step()
         policy.updated()
     optimizer.zero_grad(set_to_none=True)
-    return sums | {"loss": total_loss, "grad_norm": grad_norm, "skipped_update": float(not finite)}
+    return sums | health.metrics(a.kl_estimator, a.is_cap) | {"loss": total_loss, "grad_norm": grad_norm,
+                                                              "skipped_update": float(not finite)}
 
 
 def step_metrics(batch: Batch, update: dict[str, float], timings: dict[str, float], cfg: Config) -> dict[str, Any]:
