@@ -232,12 +232,14 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
                                   max_tokens=cfg.rollout.max_new_tokens, ref_logp=ref, beta=a.beta,
                                   kl_estimator=a.kl_estimator, is_weights=is_weights)
         share = loss_share(a.agg, loss_mask[rows], mb.completion_mask)
+        token_share = loss_share("token-mean", loss_mask[rows], mb.completion_mask)  # stats are token means
         (loss * share).backward()
         total_loss += float(loss.detach()) * share
         valid = mask.sum().clamp(min=1)
         stats = stats | is_stats | {"entropy": float((entropy * mask).sum() / valid)}
         for k, v in stats.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * share
+            v = float(v)
+            sums[k] = max(sums.get(k, v), v) if k.endswith("_max") else sums.get(k, 0.0) + v * token_share
     grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.train.max_grad_norm))
     finite = math.isfinite(total_loss) and math.isfinite(grad_norm)
     if finite:
