@@ -9,8 +9,8 @@ import torch
 from groupwise.config.load import build_config
 from groupwise.models.tiny import build_tiny_random
 from groupwise.rollout.generate import generate_group_rollouts
-from groupwise.train.policy import wrap_policy
 from groupwise.train.batch import micro_batches
+from groupwise.train.policy import wrap_policy
 from groupwise.train.step import _gather, _logprobs, one_optimizer_step, reference_and_old_logprobs
 
 BASE = ["model.name=tiny-random", "rollout.engine=hf", "train.bf16=false", "rollout.prompts_per_step=3",

@@ -64,7 +64,7 @@ def test_signal_finishes_the_step_saves_and_exits(signum, code, tmp_path):
         sent = time.monotonic()
         proc.send_signal(signum)
         assert proc.wait(timeout=30) == code, log.read_text()
-        assert time.monotonic() - sent < 10
+        assert time.monotonic() - sent < 25  # one step (~0.3 s idle); the 500 steps left would take minutes
     finally:
         proc.kill()
     step = len(read_metrics(run))
