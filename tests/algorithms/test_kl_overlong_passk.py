@@ -30,6 +30,22 @@ def test_kl_k3_nonnegative_and_k1_sign():
     assert kl_penalty(logp, ref, "k1")[0] < 0  # k1 can go negative
 
 
+def test_kl_k3_clamped_by_hand():
+    # r = ref - logp per token: log 2, 3, 5 and 30 (pi_ref / pi = 2, e^3, e^5, e^30)
+    logp = torch.zeros(1, 4, requires_grad=True)
+    ref = torch.tensor([[LOG2, 3.0, 5.0, 30.0]])
+    k3 = kl_penalty(logp.detach(), ref, "k3")
+    # plain k3 = e^r - r - 1: 2 - .69315 - 1 = .30685; e^3 - 4 = 16.0855; e^5 - 6 = 142.41; e^30 - 31 ~ 1.07e13
+    torch.testing.assert_close(k3[0, :3], torch.tensor([2 - LOG2 - 1, math.exp(3) - 4, math.exp(5) - 6]))
+    assert k3[0, 3] > 1e13
+    clamped = kl_penalty(logp, ref, "k3_clamped")
+    # below the bound unchanged; 16.09, 142.4 and the e^30 token (r clamped to 20 first) all become 10
+    torch.testing.assert_close(clamped.detach(), torch.tensor([[2 - LOG2 - 1, 10.0, 10.0, 10.0]]))
+    clamped.sum().backward()
+    # d k3 / d logp = 1 - e^r = 1 - 2 = -1 inside the bound; 0 where the clamp holds (as in verl)
+    torch.testing.assert_close(logp.grad, torch.tensor([[-1.0, 0.0, 0.0, 0.0]]))
+
+
 def test_kl_unknown_estimator():
     with pytest.raises(GroupwiseError, match="estimator"):
         kl_penalty(torch.zeros(1), torch.zeros(1), "k4")

@@ -83,5 +83,4 @@ def test_every_rust_reference_passes_its_tests(tmp_path: Path) -> None:
     scores, elapsed = _score_references("rust", workers=4, target_dir=str(tmp_path / "target"))
     print(f"\nrust references: {len(scores)} crates built and tested in {elapsed:.1f}s (cold target dir)")
     failing = [p["entry_point"] for p, s in zip(load_problems("rust"), scores, strict=True) if s != 1.0]
-    assert not failing
-    assert elapsed < 180
+    assert not failing  # throughput is measured by benchmarks/sandbox_throughput.py, not asserted here

@@ -190,4 +190,4 @@ def test_offline_hub_dataset_is_one_clear_error(monkeypatch: pytest.MonkeyPatch)
     start = time.monotonic()
     message = _error(_config("hf:groupwise-tests/no-such-dataset-7f3a"))
     assert "groupwise-tests/no-such-dataset-7f3a" in message and "data.path" in message
-    assert "\n" not in message and time.monotonic() - start < 20
+    assert "\n" not in message and time.monotonic() - start < 45  # no retry loop (the test times out at 60)

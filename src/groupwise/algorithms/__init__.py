@@ -9,7 +9,7 @@ from groupwise.algorithms.advantages import (
     success_rate,
 )
 from groupwise.algorithms.importance import IS_LEVELS, IS_MODES, importance_ratio, importance_weights
-from groupwise.algorithms.kl import KL_ESTIMATORS, kl_k1, kl_k2, kl_k3, kl_penalty
+from groupwise.algorithms.kl import KL_ESTIMATORS, kl_k1, kl_k2, kl_k3, kl_k3_clamped, kl_penalty
 from groupwise.algorithms.losses import (
     AGGREGATIONS,
     POLICY_LOSSES,
@@ -50,6 +50,7 @@ __all__ = [
     "kl_k1",
     "kl_k2",
     "kl_k3",
+    "kl_k3_clamped",
     "kl_penalty",
     "pass_at_k",
     "pass_at_k_many",

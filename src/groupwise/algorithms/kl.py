@@ -26,11 +26,19 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return torch.exp(log_r) - log_r - 1
 
 
-KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
+def kl_k3_clamped(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k3 with r = ref - logp clamped to [-20, 20] and k3 to [-10, 10]: verl's low_var_kl (core_algos.py)."""
+    # logp, ref_logp: [B, T] -> [B, T] in [0, 10]; a token beyond the bound adds 10 and no gradient
+    log_r = (ref_logp - logp).clamp(-20.0, 20.0)
+    return (torch.exp(log_r) - log_r - 1).clamp(-10.0, 10.0)
+
+
+KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "k1": kl_k1, "k2": kl_k2, "k3": kl_k3, "k3_clamped": kl_k3_clamped}
 
 
 def kl_penalty(logp: Tensor, ref_logp: Tensor, estimator: str = "k3") -> Tensor:
-    """Per-token KL estimate chosen by name (k1, k2, k3) from Schulman's approximators."""
+    """Per-token KL estimate chosen by name (k1, k2, k3, k3_clamped) from Schulman's approximators."""
     # logp, ref_logp: [B, T] -> [B, T]
     fn = KL_ESTIMATORS.get(estimator)
     if fn is None:

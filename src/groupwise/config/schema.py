@@ -130,7 +130,8 @@ class AlgorithmConfig(Section):
     eps_low: float = Field(0.2, ge=0, description="Lower clip range (ratio >= 1 - eps_low).")
     eps_high: float = Field(0.2, ge=0, description="Upper clip range (DAPO clip-higher: 0.28).")
     beta: float = Field(0.04, ge=0, description="KL weight to the reference model (0 skips the reference).")
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator (DeepSeekMath uses k3).")
+    kl_estimator: Literal["k1", "k2", "k3", "k3_clamped"] = Field(
+        "k3", description="KL estimator (DeepSeekMath uses k3; k3_clamped bounds it to [0, 10] as verl does).")
     agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = Field(
         "seq-mean-token-mean", description="Loss aggregation over tokens and sequences.")
     adv_eps: float = Field(1e-4, gt=0, description="Added to the std in advantage scaling.")
@@ -183,6 +184,8 @@ class TrainConfig(Section):
     seed: int = Field(0, description="Seed for sampling and initialisation.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores).")
     save_every: int = Field(0, ge=0, description="Checkpoint every N steps (0: only at the end).")
+    save_every_minutes: float = Field(10.0, ge=0, description="Also checkpoint when this many minutes have "
+                                      "passed since the last checkpoint (or the start); 0: off.")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept.")
     max_nonfinite: int = Field(3, ge=1, description="Stop after this many non-finite updates in a row.")
 

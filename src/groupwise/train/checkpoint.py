@@ -323,8 +323,8 @@ def stopped_now_message(run_dir: Path) -> str:
 
 # ---- the run folder --------------------------------------------------------------------------------------
 
-RESUME_KEYS = ("train.steps", "train.save_every", "train.keep_checkpoints", "train.max_nonfinite",
-               "train.threads", "model.device", "log.progress", "log.tensorboard")
+RESUME_KEYS = ("train.steps", "train.save_every", "train.save_every_minutes", "train.keep_checkpoints",
+               "train.max_nonfinite", "train.threads", "model.device", "log.progress", "log.tensorboard")
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> Config:

@@ -125,6 +125,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     started = time.perf_counter() - state.get("train_seconds", 0.0)
     low_streak, nonfinite = state.get("low_streak", 0), state.get("nonfinite", 0)
     progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress, console=console)
+    last_save = time.monotonic()  # train.save_every_minutes counts from here and from each checkpoint
     with StopRequest(run_dir) as stop, progress_bar as progress:
         for step in range(start + 1, cfg.train.steps + 1):
             metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts)
@@ -146,12 +147,13 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
             nonfinite = nonfinite + 1 if metrics.get("skipped_update", 0) > 0 else 0
             if nonfinite >= cfg.train.max_nonfinite:
                 raise nonfinite_error(nonfinite, step, saved, run_dir)
-            if nonfinite == 0 and (stop.signum or step == cfg.train.steps or _due(step, cfg)):
+            if nonfinite == 0 and (stop.signum or step == cfg.train.steps or _due(step, cfg)
+                                   or _overdue(last_save, cfg)):
                 loop = {"low_streak": low_streak, "nonfinite": nonfinite, "base": summary.get("base"),
                         "train_seconds": time.perf_counter() - started}
                 save_checkpoint(run_dir, step, policy, optimizer, scheduler, cursor=stream.cursor,
                                 components=components, loop=loop, keep=cfg.train.keep_checkpoints)
-                saved = step
+                saved, last_save = step, time.monotonic()
             if stop.signum:
                 raise TrainingInterrupted(saved, stop.signum, run_dir)
     summary["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
@@ -168,6 +170,12 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
 
 def _due(step: int, cfg: Config) -> bool:
     return bool(cfg.train.save_every) and step % cfg.train.save_every == 0
+
+
+def _overdue(last_save: float, cfg: Config) -> bool:
+    """train.save_every_minutes have passed since the last checkpoint (time.monotonic() of `last_save`)."""
+    minutes = cfg.train.save_every_minutes
+    return minutes > 0 and time.monotonic() - last_save >= 60 * minutes
 
 
 def resume_point(run_dir: Path, cfg: Config, console=None) -> Checkpoint | None:

@@ -23,6 +23,7 @@ from groupwise.config.schema import AlgorithmConfig, Config
 from groupwise.rewards.compute import RewardFunction, Scores, score_batch
 from groupwise.rollout.generate import Rollout, concat_rollouts, select_groups
 from groupwise.train.batch import MicroBatch, loss_share, micro_batch_logprobs, micro_batches
+from groupwise.train.health import HealthTokens
 from groupwise.train.policy import Policy
 
 Rows = list[dict[str, Any]]
@@ -204,7 +205,8 @@ def policy_updates(policy: Policy, optimizer: torch.optim.Optimizer, rollout: Ro
             mini_stats = one_optimizer_step(policy, optimizer, rollout, rows, advantages, loss_mask, fixed, cfg)
             for k, v in mini_stats.items():
                 stats.setdefault(k, []).append(v)
-    return {k: sum(v) / len(v) for k, v in stats.items()}
+    # maxima stay maxima across optimizer steps; the rest is averaged
+    return {k: max(v) if k.endswith("_max") else sum(v) / len(v) for k, v in stats.items()}
 
 
 def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout: Rollout, rows: Tensor,
@@ -214,34 +216,40 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = {}
     total_loss = 0.0
+    health = HealthTokens()  # per-token KL and sampler/trainer gap over the whole optimizer step
     for mb in micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask):
         with policy.training_precision():
             logp, entropy = _logprobs(policy.model, mb, cfg, cfg.rollout.temperature)
         mask = mb.completion_mask.to(device)
         old = mb.take(fixed["old"]).to(device) if "old" in fixed else logp.detach()
         ref = mb.take(fixed["ref"]).to(device) if "ref" in fixed else None
+        sampler_logp = mb.take(rollout.sampling_logp).to(device)
+        health.add(mask, old, sampler_logp, ref)
         is_weights, is_stats = None, {}
         if a.importance_sampling != "off":
-            is_weights, is_stats = importance_weights(old, mb.take(rollout.sampling_logp).to(device), mask,
+            is_weights, is_stats = importance_weights(old, sampler_logp, mask,
                                                       level=a.importance_sampling, mode=a.is_mode, cap=a.is_cap)
         loss, stats = policy_loss(logp, old, advantages[mb.rows].to(device), mask, kind=a.loss,
                                   eps_low=a.eps_low, eps_high=a.eps_high, agg=a.agg,
                                   max_tokens=cfg.rollout.max_new_tokens, ref_logp=ref, beta=a.beta,
                                   kl_estimator=a.kl_estimator, is_weights=is_weights)
         share = loss_share(a.agg, loss_mask[rows], mb.completion_mask)
+        token_share = loss_share("token-mean", loss_mask[rows], mb.completion_mask)  # stats are token means
         (loss * share).backward()
         total_loss += float(loss.detach()) * share
         valid = mask.sum().clamp(min=1)
         stats = stats | is_stats | {"entropy": float((entropy * mask).sum() / valid)}
         for k, v in stats.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * share
+            v = float(v)
+            sums[k] = max(sums.get(k, v), v) if k.endswith("_max") else sums.get(k, 0.0) + v * token_share
     grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.train.max_grad_norm))
     finite = math.isfinite(total_loss) and math.isfinite(grad_norm)
     if finite:
         optimizer.step()
         policy.updated()
     optimizer.zero_grad(set_to_none=True)
-    return sums | {"loss": total_loss, "grad_norm": grad_norm, "skipped_update": float(not finite)}
+    return sums | health.metrics(a.kl_estimator, a.is_cap) | {"loss": total_loss, "grad_norm": grad_norm,
+                                                              "skipped_update": float(not finite)}
 
 
 def step_metrics(batch: Batch, update: dict[str, float], timings: dict[str, float], cfg: Config) -> dict[str, Any]:
