@@ -86,9 +86,14 @@ class SandboxConfig(Section):
 
 
 class AlgorithmConfig(Section):
-    preset: str = Field("grpo", description="grpo, dr_grpo, dapo, cispo or gspo; any knob below overrides it.")
+    preset: str = Field("grpo", description="grpo, dr_grpo, dapo, cispo, gspo, rloo or reinforce_pp; any "
+                        "knob below overrides it.")
     scale: Literal["group", "batch", "none"] = Field("group", description="Advantage std scaling (none: Dr. GRPO).")
+    baseline: Literal["mean", "leave_one_out"] = Field("mean", description="Subtracted from each reward: the "
+                                                       "group mean, or the mean of the group's other samples (RLOO).")
     loss: Literal["clip", "cispo", "gspo"] = Field("clip", description="Policy loss kind.")
+    dual_clip: float | None = Field(None, gt=1, description="Dual-clip PPO: cap the clip loss of tokens with A < 0 "
+                                    "at -A * dual_clip (> 1; verl uses 3.0); clip loss only.")
     eps_low: float = Field(0.2, ge=0, description="Lower clip range (ratio >= 1 - eps_low).")
     eps_high: float = Field(0.2, ge=0, description="Upper clip range (DAPO clip-higher: 0.28).")
     beta: float = Field(0.04, ge=0, description="KL weight to the reference model (0 skips the reference).")
@@ -189,6 +194,9 @@ class Config(Section):
             raise ValueError("data needs a built-in `task` or a `path`")
         if self.algorithm.soft_overlong and self.algorithm.overlong_cache >= self.rollout.max_new_tokens:
             raise ValueError("algorithm.overlong_cache must be smaller than rollout.max_new_tokens")
+        if self.algorithm.dual_clip is not None and self.algorithm.loss != "clip":
+            raise ValueError(f"algorithm.dual_clip applies to the clip loss only, not to '{self.algorithm.loss}' "
+                             "(set algorithm.dual_clip to null or algorithm.loss to clip)")
         if self.rewards.functions == []:
             raise ValueError("rewards.functions is empty: give at least one reward function")
         return self
