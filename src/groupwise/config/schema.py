@@ -200,3 +200,16 @@ class Config(Section):
         if self.rewards.functions == []:
             raise ValueError("rewards.functions is empty: give at least one reward function")
         return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Any, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+        """The embedded default, then the YAML file at `path`, then `overrides` (as --set), then the preset."""
+        from groupwise.config.load import build_config
+
+        return build_config(path, overrides)
+
+    def override(self, overrides: list[str] | tuple[str, ...]) -> Config:
+        """A new Config with `section.key=value` overrides (as --set); setting algorithm.preset re-applies it."""
+        from groupwise.config.load import override_config
+
+        return override_config(self, overrides)

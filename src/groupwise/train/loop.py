@@ -36,6 +36,7 @@ from groupwise.train.checkpoint import (
     save_checkpoint,
     truncate_logs,
 )
+from groupwise.train.inputs import TrainInputs
 from groupwise.train.metrics import MetricsLog, write_samples
 from groupwise.train.optim import build_optimizer
 from groupwise.train.policy import Policy, wrap_policy
@@ -82,21 +83,24 @@ def render_all(rows: list[dict[str, Any]], tokenizer, cfg: Config) -> list[str]:
 
 
 def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
-          components: dict[str, Stateful] | None = None) -> dict[str, Any]:
+          components: dict[str, Stateful] | None = None, inputs: TrainInputs | None = None) -> dict[str, Any]:
     """Run the job (`resume`: from the newest intact checkpoint); returns the summary (run_dir/summary.json).
 
     `components`: more stateful parts saved in checkpoints, name -> object with state_dict/load_state_dict.
+    `inputs`: reward functions, a loaded model and an on_step callback given from Python (groupwise.train).
     """
+    inputs = inputs or TrainInputs()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     resolve_device(cfg.model.device)  # a device that is not there fails before anything loads
-    rewards = configured_rewards(cfg)  # before the model
+    rewards = inputs.rewards if inputs.rewards is not None else configured_rewards(cfg)  # before the model
     train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
     heldout = load_rows(cfg.data, "heldout")[: cfg.eval.num_problems] if _evaluates(cfg) else []
-    model, tokenizer = load_configured_model(cfg)  # on model.device, in the training precision
+    model, tokenizer = ((inputs.model, inputs.tokenizer) if inputs.model is not None
+                        else load_configured_model(cfg))  # on model.device, in the training precision
     stream = PromptStream(train_rows, render_all(train_rows, tokenizer, cfg), cfg.data.seed)
     heldout_texts = render_all(heldout, tokenizer, cfg)
     components = dict(components or {})  # stateful parts saved in checkpoints (register yours here)
@@ -139,7 +143,8 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
             nonfinite = nonfinite + 1 if metrics.get("skipped_update", 0) > 0 else 0
             if nonfinite >= cfg.train.max_nonfinite:
                 raise nonfinite_error(nonfinite, step, saved, run_dir)
-            if nonfinite == 0 and (stop.signum or step == cfg.train.steps or _due(step, cfg)):
+            halt = inputs.stop_after(step, metrics)
+            if nonfinite == 0 and (stop.signum or halt or step == cfg.train.steps or _due(step, cfg)):
                 loop = {"low_streak": low_streak, "nonfinite": nonfinite, "base": summary.get("base"),
                         "train_seconds": time.perf_counter() - started}
                 save_checkpoint(run_dir, step, policy, optimizer, scheduler, cursor=stream.cursor,
@@ -147,9 +152,13 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
                 saved = step
             if stop.signum:
                 raise TrainingInterrupted(saved, stop.signum, run_dir)
+            if halt:
+                summary["stopped_at_step"] = step
+                break
     summary["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
     log.close()
     save_final(policy, tokenizer, run_dir / "final")
+    inputs.trained_model = policy.model
     if cfg.eval.before_after:
         summary["trained"] = _evaluate(policy.model, tokenizer, heldout, heldout_texts, rewards, cfg, console,
                                        "trained")
