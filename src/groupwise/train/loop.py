@@ -42,6 +42,7 @@ from groupwise.train.optim import build_optimizer
 from groupwise.train.policy import Policy, wrap_policy
 from groupwise.train.progress import StepProgress
 from groupwise.train.step import grpo_step
+from groupwise.train.trackers import open_trackers
 
 
 @dataclass
@@ -120,7 +121,8 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
         restore_checkpoint(checkpoint, policy, optimizer, scheduler, components)
         stream.cursor, stream.order = checkpoint.cursor, []
         restore_rng(checkpoint.state["rng"])  # last: nothing may draw random numbers before the next step
-    log = MetricsLog(run_dir, cfg.log.tensorboard)
+    log = MetricsLog(run_dir, cfg.log.tensorboard or "tensorboard" in cfg.log.report_to,
+                     open_trackers(cfg, run_dir))
     started = time.perf_counter() - state.get("train_seconds", 0.0)
     low_streak, nonfinite = state.get("low_streak", 0), state.get("nonfinite", 0)
     progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress, console=console)
