@@ -196,3 +196,17 @@ def test_package_names_are_functions_and_subpackages():
     assert list(inspect.signature(groupwise.train).parameters)[:2] == ["config", "overrides"]
     assert "on_step" in groupwise.train.__doc__ and "pass@" in groupwise.evaluate.__doc__
     assert (Path(groupwise.__file__).parent / "py.typed").is_file()
+
+
+def test_stop_then_resume_from_python(tmp_path, one_thread):
+    run_dir = tmp_path / "run"
+    first = groupwise.train(None, TINY + ["train.steps=3"], dataset=ROWS, rewards=[parity], run_dir=run_dir,
+                            on_step=lambda step, metrics: step < 1)
+    assert first.summary["stopped_at_step"] == 1
+    with pytest.raises(GroupwiseError, match="resume=True continues a run"):
+        groupwise.train(None, dataset=ROWS, run_dir=run_dir, resume=True)
+    steps: list[int] = []
+    second = groupwise.train(run_dir=run_dir, resume=True, rewards=[parity],
+                             on_step=lambda step, metrics: steps.append(step))
+    assert steps == [2, 3] and "stopped_at_step" not in second.summary
+    assert [row["step"] for row in _metrics(run_dir)] == [1, 2, 3]
