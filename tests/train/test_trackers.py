@@ -51,11 +51,13 @@ def test_missing_tracker_package_names_the_extra(tiny_config, tmp_path, monkeypa
         train(tiny_config("log.report_to=[mlflow]"), tmp_path / "run")
 
 
-def test_mlflow_local_file_store(tiny_config, tmp_path, one_thread):
+def test_mlflow_local_file_store(tiny_config, tmp_path, monkeypatch, one_thread):
     mlflow = pytest.importorskip("mlflow")
-    cfg = tiny_config("log.report_to=[mlflow, tensorboard]", "log.project=groupwise-test")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store behind this switch
+    store = (tmp_path / "mlruns").as_uri()
+    cfg = tiny_config("log.report_to=[mlflow, tensorboard]", "log.project=groupwise-test", f"log.tracking_uri={store}")
     train(cfg, tmp_path / "run")
-    client = mlflow.MlflowClient((tmp_path / "run" / "mlruns").as_uri())
+    client = mlflow.MlflowClient(store)
     experiment = client.get_experiment_by_name("groupwise-test")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED" and run.data.params["train.steps"] == "2"
@@ -63,6 +65,9 @@ def test_mlflow_local_file_store(tiny_config, tmp_path, one_thread):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [(m.step, m.value) for m in history] == [(r["step"], pytest.approx(r["loss"])) for r in rows]
     assert (tmp_path / "run" / "tensorboard").is_dir()
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
+    with pytest.raises(GroupwiseError, match="MLflow cannot start a run at file:.*set log.tracking_uri"):
+        train(cfg.override([f"log.tracking_uri={(tmp_path / 'other').as_uri()}"]), tmp_path / "refused")
 
 
 def test_flat_params_and_scalars():

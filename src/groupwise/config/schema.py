@@ -166,8 +166,8 @@ class LogConfig(Section):
         default_factory=list, description="Experiment trackers that also get each step's metrics (wandb, mlflow: "
         "pip extras groupwise[wandb] / groupwise[mlflow]).")
     project: str = Field("groupwise", description="wandb project / MLflow experiment name.")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: a file store in "
-                                     "RUN_DIR/mlruns).")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's own, "
+                                     "MLFLOW_TRACKING_URI).")
     samples_per_step: int = Field(2, ge=0, description="Groups written to samples.jsonl each step.")
     progress: bool = Field(True, description="Show a rich progress bar.")
     learnable_warn_below: float = Field(0.1, ge=0, le=1, description="Warn when the learnable fraction stays "

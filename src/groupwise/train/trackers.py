@@ -1,7 +1,8 @@
 """Experiment trackers named in `log.report_to`, each through its own client (optional extras).
 
 TensorBoard is written by MetricsLog itself. Weights & Biases follows its own environment (WANDB_MODE=offline
-works without network); MLflow writes to `log.tracking_uri`, by default a local file store in RUN_DIR/mlruns.
+works without network); MLflow writes to `log.tracking_uri`, by default wherever MLflow's own settings point
+(MLFLOW_TRACKING_URI).
 """
 
 from __future__ import annotations
@@ -65,10 +66,16 @@ class MlflowTracker:
         from mlflow.entities import Metric, Param
 
         self._metric = Metric
-        self.client = mlflow.MlflowClient(uri or (run_dir / "mlruns").resolve().as_uri())
-        found = self.client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
-        self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name).info.run_id
+        try:
+            self.client = mlflow.MlflowClient(uri)
+            found = self.client.get_experiment_by_name(experiment)
+            experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+            self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name).info.run_id
+        except mlflow.exceptions.MlflowException as err:
+            raise GroupwiseError(f"MLflow cannot start a run at {uri or 'its default tracking URI'}: "
+                                 f"{str(err).splitlines()[0][:300]}",
+                                 "set log.tracking_uri (an MLflow server, or a database URI such as "
+                                 "sqlite:///mlflow.db) or MLFLOW_TRACKING_URI") from err
         params = [Param(k, v[:6000]) for k, v in flat_params(config).items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.run_id, params=params[start:start + 100])
