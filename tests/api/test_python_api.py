@@ -15,7 +15,7 @@ from groupwise.models.tiny import build_tiny_random
 
 TINY = ["model.name=tiny-random", "rollout.prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=6",
         "train.micro_batch_size=8", "train.steps=1", "eval.before_after=false", "log.progress=false",
-        "model.dtype=float32", "train.bf16=false", "rollout.dtype=float32", "train.threads=1",
+        "model.dtype=float32", "train.bf16=false", "rollout.dtype=float32",
         "log.samples_per_step=0"]
 ROWS = [{"prompt": f"{a}+{a}=", "answer": str(2 * a), "operand": a} for a in range(12)]
 
