@@ -1,4 +1,4 @@
-"""Train the default task with GRPO, Dr. GRPO, DAPO, CISPO and F-GRPO under one budget; compare held-out pass@k.
+"""Train the default task with the GRPO family (presets and F-GRPO) under one budget; compare held-out pass@k.
 
 Usage: .venv/bin/python examples/compare_variants.py --steps 15 --problems 100 --samples 16
 Prints a markdown table (pass@1/4/16 with 16 samples, greedy accuracy, training minutes) and writes
@@ -28,6 +28,8 @@ VARIANTS: dict[str, list[str]] = {
     "cispo": ["algorithm.preset=cispo"],
     "f-grpo (gamma 0.5)": ["algorithm.preset=grpo", "algorithm.focal_gamma=0.5"],
     "f-grpo (gamma 1.0)": ["algorithm.preset=grpo", "algorithm.focal_gamma=1.0"],
+    "rloo": ["algorithm.preset=rloo"],
+    "reinforce_pp": ["algorithm.preset=reinforce_pp"],
 }
 KS = [1, 4, 16]
 

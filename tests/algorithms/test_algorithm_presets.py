@@ -6,12 +6,12 @@ from groupwise.algorithms import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, PRE
 from groupwise.algorithms.advantages import SCALES
 from groupwise.errors import GroupwiseError
 
-KEYS = {"scale", "loss", "eps_low", "eps_high", "beta", "kl_estimator", "agg", "dynamic_sampling",
+KEYS = {"scale", "baseline", "loss", "eps_low", "eps_high", "beta", "kl_estimator", "agg", "dynamic_sampling",
         "overlong_filter", "soft_overlong", "num_iterations"}
 
 
 def test_names_and_keys():
-    assert preset_names() == ["grpo", "dr_grpo", "dapo", "cispo", "gspo"]
+    assert preset_names() == ["grpo", "dr_grpo", "dapo", "cispo", "gspo", "rloo", "reinforce_pp"]
     for name, preset in PRESETS.items():
         assert set(preset) == KEYS, name
         assert preset["scale"] in SCALES and preset["loss"] in POLICY_LOSSES
@@ -26,7 +26,11 @@ def test_published_values():
     assert dapo["dynamic_sampling"] and dapo["overlong_filter"] and dapo["soft_overlong"]
     assert PRESETS["cispo"]["loss"] == "cispo" and PRESETS["cispo"]["eps_low"] == 1.0
     assert (PRESETS["gspo"]["eps_low"], PRESETS["gspo"]["eps_high"]) == (3e-4, 4e-4)
-    assert all(PRESETS[n]["beta"] == 0.0 for n in ("dr_grpo", "dapo", "cispo", "gspo"))
+    assert all(PRESETS[n]["beta"] == 0.0 for n in ("dr_grpo", "dapo", "cispo", "gspo", "rloo", "reinforce_pp"))
+    assert (PRESETS["rloo"]["baseline"], PRESETS["rloo"]["scale"], PRESETS["rloo"]["loss"]) == (
+        "leave_one_out", "none", "clip")
+    assert (PRESETS["reinforce_pp"]["baseline"], PRESETS["reinforce_pp"]["scale"]) == ("mean", "batch")
+    assert all(PRESETS[n]["baseline"] == "mean" for n in PRESETS if n != "rloo")
 
 
 def test_presets_fit_config_schema():

@@ -1,11 +1,13 @@
 """The GRPO family as small pure tensor functions: advantages, KL, policy losses, importance weights."""
 
 from groupwise.algorithms.advantages import (
+    BASELINES,
     DEFAULT_SUCCESS_THRESHOLD,
     SCALES,
     focal_advantages,
     focal_weights,
     group_advantages,
+    leave_one_out,
     success_rate,
 )
 from groupwise.algorithms.importance import IS_LEVELS, IS_MODES, importance_ratio, importance_weights
@@ -16,6 +18,7 @@ from groupwise.algorithms.losses import (
     TokenLoss,
     cispo_token_loss,
     clip_token_loss,
+    dual_clip_cap,
     gspo_token_loss,
     policy_loss,
     register_aggregation,
@@ -30,6 +33,7 @@ from groupwise.algorithms.presets import PRESETS, get_preset, preset_names
 
 __all__ = [
     "AGGREGATIONS",
+    "BASELINES",
     "DEFAULT_SUCCESS_THRESHOLD",
     "IS_LEVELS",
     "IS_MODES",
@@ -40,6 +44,7 @@ __all__ = [
     "TokenLoss",
     "cispo_token_loss",
     "clip_token_loss",
+    "dual_clip_cap",
     "focal_advantages",
     "focal_weights",
     "get_preset",
@@ -52,6 +57,7 @@ __all__ = [
     "kl_k3",
     "kl_k3_clamped",
     "kl_penalty",
+    "leave_one_out",
     "pass_at_k",
     "pass_at_k_many",
     "policy_loss",

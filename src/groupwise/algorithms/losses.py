@@ -99,6 +99,17 @@ def gspo_token_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Te
     return TokenLoss(loss, s, (s < 1.0 - eps_low) & (advantages < 0), (s > 1.0 + eps_high) & (advantages > 0))
 
 
+def dual_clip_cap(loss: Tensor, ratio: Tensor, advantages: Tensor, c: float) -> tuple[Tensor, Tensor]:
+    """min(clip loss, -A c) where A < 0: dual-clip PPO, Ye et al. 2020 (arXiv 1912.09729)."""
+    # loss, ratio, advantages: [B, T] -> capped loss [B, T], held [B, T] bool. For A < 0 the clip loss is
+    # -A max(r, 1 - eps_low), which exceeds -A c (c > 1) exactly when r > c; there the loss is the constant
+    # -A c and has no gradient. At r == c the loss is left alone, as clamp leaves a ratio on its bound.
+    if not c > 1:
+        raise GroupwiseError(f"dual_clip must be > 1, got {c}", "set algorithm.dual_clip above 1 (verl uses 3.0)")
+    held = (advantages < 0) & (ratio.detach() > c)
+    return torch.where(held, -advantages * c, loss), held
+
+
 @register_aggregation("seq-mean-token-mean")
 def seq_mean_token_mean(loss: Tensor, mask: Tensor, max_tokens: int | None = None) -> Tensor:
     """Mean over a sequence's valid tokens, then over non-empty sequences: GRPO (arXiv 2402.03300) eq. 3."""
@@ -143,6 +154,7 @@ def policy_loss(
     beta: float = 0.0,
     kl_estimator: str = "k3",
     is_weights: Tensor | None = None,  # [B, T] TIS/MIS weights, used as constants
+    dual_clip: float | None = None,  # c > 1: cap the loss of A < 0 tokens at -A c (kind "clip" only)
 ) -> tuple[Tensor, dict[str, float]]:
     """Aggregated policy loss (+ beta * KL per token) and its stats: GRPO (arXiv 2402.03300) eq. 3."""
     loss_fn = POLICY_LOSSES.get(kind)
@@ -157,6 +169,9 @@ def policy_loss(
     if eps_low < 0 or eps_high < 0:
         raise GroupwiseError(f"clip ranges must be >= 0, got eps_low={eps_low}, eps_high={eps_high}",
                              "set algorithm.eps_low and algorithm.eps_high to 0 or more")
+    if dual_clip is not None and kind != "clip":
+        raise GroupwiseError(f"dual_clip applies to the clip loss only, not to {kind!r}",
+                             "set algorithm.dual_clip to null or algorithm.loss to clip")
     keep = as_bool_mask(mask)
     zeros = torch.zeros_like(logp)
     logp_v = torch.where(keep, logp, zeros)  # padding may hold -inf or NaN: keep it out of every op
@@ -167,6 +182,9 @@ def policy_loss(
     token = loss_fn(logp_v, old_v, adv, keep, eps_low, eps_high)
     loss_t = token.loss
     stats: dict[str, float] = {}
+    if dual_clip is not None:
+        loss_t, held = dual_clip_cap(loss_t, token.ratio, adv, dual_clip)
+        stats["clip_frac_dual"] = float(masked_mean(held.float(), keep))
     if is_weights is not None:
         w = torch.where(keep, is_weights.detach().to(logp.dtype), zeros)
         loss_t = loss_t * w

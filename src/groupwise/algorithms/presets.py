@@ -11,6 +11,11 @@ Choices the papers leave open, and what is used here:
   1.0 makes the lower bound 0, which a positive ratio never reaches) and tunes only eps_high, whose value the
   paper does not report; 0.28 (DAPO's clip-higher) is used. Token-level loss as in the paper, no KL.
 - gspo: GSPO (arXiv 2507.18071) sec. 5.1 clips the sequence ratio to [1 - 3e-4, 1 + 4e-4], no KL term.
+- rloo: RLOO (Ahmadian et al., arXiv 2402.14740): the leave-one-out baseline, no std division, no KL term
+  (the paper folds a KL penalty into the reward; beta 0 here), and the clip loss, which with one update per
+  rollout batch is REINFORCE with that baseline.
+- reinforce_pp: REINFORCE++-baseline (Hu et al., arXiv 2501.03262): the group mean is subtracted and the
+  result divided by the std of the whole batch's rewards; clip loss, no KL term.
 num_iterations stays 1 (one policy update pass per rollout batch) in every preset.
 """
 
@@ -19,9 +24,9 @@ from __future__ import annotations
 from groupwise.errors import GroupwiseError
 
 _BASE: dict[str, object] = {
-    "scale": "group", "loss": "clip", "eps_low": 0.2, "eps_high": 0.2, "beta": 0.0, "kl_estimator": "k3",
-    "agg": "seq-mean-token-mean", "dynamic_sampling": False, "overlong_filter": False, "soft_overlong": False,
-    "num_iterations": 1,
+    "scale": "group", "baseline": "mean", "loss": "clip", "eps_low": 0.2, "eps_high": 0.2, "beta": 0.0,
+    "kl_estimator": "k3", "agg": "seq-mean-token-mean", "dynamic_sampling": False, "overlong_filter": False,
+    "soft_overlong": False, "num_iterations": 1,
 }
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -31,6 +36,8 @@ PRESETS: dict[str, dict[str, object]] = {
              "overlong_filter": True, "soft_overlong": True},
     "cispo": {**_BASE, "loss": "cispo", "eps_low": 1.0, "eps_high": 0.28, "agg": "token-mean"},
     "gspo": {**_BASE, "loss": "gspo", "eps_low": 3e-4, "eps_high": 4e-4},
+    "rloo": {**_BASE, "baseline": "leave_one_out", "scale": "none"},
+    "reinforce_pp": {**_BASE, "scale": "batch"},
 }
 
 

@@ -108,18 +108,14 @@ def resume_training(folder: Path, overrides: list[str], extra: object) -> None:
 
 def run_and_report(cfg, folder: Path, *, resume: bool, created: bool = False) -> dict:
     """Train; SIGINT/SIGTERM exit 130/143 with the resume command; a failed fresh start leaves no half run."""
-    from groupwise.train.checkpoint import TrainingInterrupted, discard_untrained
-    from groupwise.train.loop import train as run_training
+    from groupwise.api import run_training  # the code path groupwise.train() runs too
+    from groupwise.train.checkpoint import TrainingInterrupted
 
     try:
-        return run_training(cfg, folder, console=console, resume=resume)
+        return run_training(cfg, folder, resume=resume, created=created, console=console)
     except TrainingInterrupted as stop:
         print(stop, file=sys.stderr)
         raise typer.Exit(stop.exit_code) from None
-    except BaseException:
-        if not resume:
-            discard_untrained(folder, created)
-        raise
 
 
 def print_summary(summary: dict) -> None:

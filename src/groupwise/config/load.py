@@ -115,7 +115,18 @@ def _task_only_without_file(data: dict[str, Any]) -> dict[str, Any]:
 def build_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Schema defaults < config file < --set; no file means the embedded default job (default.yaml, an
     ordinary config file). Then the algorithm preset fills the knobs not set explicitly."""
-    base = read_yaml(embedded_default_path() if path is None else path)
+    return config_from_mapping(read_yaml(embedded_default_path() if path is None else path), overrides)
+
+
+def config_from_mapping(mapping: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Schema defaults < `mapping` (sections as in a YAML file) < --set; then the preset, as `build_config`."""
+    if not isinstance(mapping, dict):
+        raise GroupwiseError(f"a config must be a mapping of sections, not {type(mapping).__name__}",
+                             "pass a dict like {'train': {'steps': 10}}, a YAML path, or groupwise.Config")
+    if isinstance(overrides, str):
+        raise GroupwiseError(f"overrides must be a list of section.key=value strings, not the string {overrides!r}",
+                             f"wrap it in a list: [{overrides!r}]")
+    base = copy.deepcopy(mapping)
     sets: dict[str, Any] = {}
     for item in overrides:
         key, value = parse_override(item)
@@ -132,3 +143,24 @@ def build_config(path: Path | str | None = None, overrides: list[str] | tuple[st
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def override_config(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """`cfg` with `section.key=value` overrides; a new algorithm.preset resets the knobs it sets, except those
+    overridden in the same call."""
+    if isinstance(overrides, str):
+        raise GroupwiseError(f"overrides must be a list of section.key=value strings, not the string {overrides!r}",
+                             f"wrap it in a list: [{overrides!r}]")
+    data, changes = cfg.model_dump(mode="json"), {}
+    for item in overrides:
+        key, value = parse_override(item)
+        set_path(changes, key, value)
+    algorithm = changes.get("algorithm")
+    if isinstance(algorithm, dict) and "preset" in algorithm:
+        data["algorithm"] = {k: v for k, v in data["algorithm"].items() if k not in PRESETS.get(
+            algorithm["preset"], {})}
+    data = apply_preset(deep_merge(data, changes))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise GroupwiseError(format_validation_error(err), "fix the override") from err

@@ -124,9 +124,14 @@ class SandboxConfig(Section):
 
 
 class AlgorithmConfig(Section):
-    preset: str = Field("grpo", description="grpo, dr_grpo, dapo, cispo or gspo; any knob below overrides it.")
+    preset: str = Field("grpo", description="grpo, dr_grpo, dapo, cispo, gspo, rloo or reinforce_pp; any "
+                        "knob below overrides it.")
     scale: Literal["group", "batch", "none"] = Field("group", description="Advantage std scaling (none: Dr. GRPO).")
+    baseline: Literal["mean", "leave_one_out"] = Field("mean", description="Subtracted from each reward: the "
+                                                       "group mean, or the mean of the group's other samples (RLOO).")
     loss: Literal["clip", "cispo", "gspo"] = Field("clip", description="Policy loss kind.")
+    dual_clip: float | None = Field(None, gt=1, description="Dual-clip PPO: cap the clip loss of tokens with A < 0 "
+                                    "at -A * dual_clip (> 1; verl uses 3.0); clip loss only.")
     eps_low: float = Field(0.2, ge=0, description="Lower clip range (ratio >= 1 - eps_low).")
     eps_high: float = Field(0.2, ge=0, description="Upper clip range (DAPO clip-higher: 0.28).")
     beta: float = Field(0.04, ge=0, description="KL weight to the reference model (0 skips the reference).")
@@ -200,6 +205,12 @@ class EvalConfig(Section):
 
 class LogConfig(Section):
     tensorboard: bool = Field(False, description="Also write TensorBoard event files.")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list, description="Experiment trackers that also get each step's metrics (wandb, mlflow: "
+        "pip extras groupwise[wandb] / groupwise[mlflow]).")
+    project: str = Field("groupwise", description="wandb project / MLflow experiment name.")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's own, "
+                                     "MLFLOW_TRACKING_URI).")
     samples_per_step: int = Field(2, ge=0, description="Groups written to samples.jsonl each step.")
     progress: bool = Field(True, description="Show a rich progress bar.")
     learnable_warn_below: float = Field(0.1, ge=0, le=1, description="Warn when the learnable fraction stays "
@@ -241,6 +252,9 @@ class Config(Section):
             raise ValueError("data needs a built-in `task` or a `path`")
         if self.algorithm.soft_overlong and self.algorithm.overlong_cache >= self.rollout.max_new_tokens:
             raise ValueError("algorithm.overlong_cache must be smaller than rollout.max_new_tokens")
+        if self.algorithm.dual_clip is not None and self.algorithm.loss != "clip":
+            raise ValueError(f"algorithm.dual_clip applies to the clip loss only, not to '{self.algorithm.loss}' "
+                             "(set algorithm.dual_clip to null or algorithm.loss to clip)")
         if self.rewards.functions == []:
             raise ValueError("rewards.functions is empty: give at least one reward function")
         if self.rewards.functions is None and self.data.task == "rust-functions":
@@ -248,6 +262,18 @@ class Config(Section):
                 {"name": "code_tests", "params": {"language": "rust"}}]})  # the task's reward: same check
         return self
 
+    @classmethod
+    def from_yaml(cls, path: str | Any, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+        """Schema defaults, then the YAML file at `path`, then `overrides` (as --set), then the preset."""
+        from groupwise.config.load import build_config
+
+        return build_config(path, overrides)
+
+    def override(self, overrides: list[str] | tuple[str, ...]) -> Config:
+        """A new Config with `section.key=value` overrides (as --set); setting algorithm.preset re-applies it."""
+        from groupwise.config.load import override_config
+
+        return override_config(self, overrides)
 
 def effective_micro_batch(wanted: int, completions: int) -> int:
     """The largest micro-batch size <= `wanted` that divides `completions` (exact gradient accumulation)."""

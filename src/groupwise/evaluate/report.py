@@ -54,7 +54,7 @@ PANELS = [
     Panel("entropy", "Entropy (nats per token)", _exact("entropy")),
     Panel("lengths", "Completion length (tokens)", _exact("completion_len/mean", "completion_len/max")),
     Panel("truncation", "Truncated fraction", _exact("truncated_fraction")),
-    Panel("clipping", "Clip fractions", _exact("clip_frac_low", "clip_frac_high")),
+    Panel("clipping", "Clip fractions", _exact("clip_frac_low", "clip_frac_high", "clip_frac_dual")),
     Panel("heldout", "Held-out greedy accuracy", _exact("eval/greedy_accuracy")),
     Panel("difficulty", "Prompts skipped by the difficulty filter", _exact("difficulty/skipped")),
     Panel("code_tests", "Code samples that ended before their tests ran, or hit a sandbox limit", _gaming_keys),

@@ -39,11 +39,13 @@ from groupwise.train.checkpoint import (
     save_checkpoint,
     truncate_logs,
 )
+from groupwise.train.inputs import TrainInputs
 from groupwise.train.metrics import MetricsLog, write_samples
 from groupwise.train.optim import build_optimizer
 from groupwise.train.policy import Policy, wrap_policy
 from groupwise.train.progress import StepProgress
 from groupwise.train.step import grpo_step
+from groupwise.train.trackers import open_trackers
 
 
 @dataclass
@@ -85,23 +87,26 @@ def render_all(rows: list[dict[str, Any]], tokenizer, cfg: Config) -> list[str]:
 
 
 def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
-          components: dict[str, Stateful] | None = None) -> dict[str, Any]:
+          components: dict[str, Stateful] | None = None, inputs: TrainInputs | None = None) -> dict[str, Any]:
     """Run the job (`resume`: from the newest intact checkpoint); returns the summary (run_dir/summary.json).
 
     `components`: more stateful parts saved in checkpoints, name -> object with state_dict/load_state_dict.
+    `inputs`: reward functions, a loaded model and an on_step callback given from Python (groupwise.train).
     """
+    inputs = inputs or TrainInputs()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(with_named_rewards(cfg)))  # paths absolute, rewards named
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     resolve_device(cfg.model.device)  # a device that is not there fails before anything loads
-    rewards = configured_rewards(cfg)  # before the model
+    rewards = inputs.rewards if inputs.rewards is not None else configured_rewards(cfg)  # before the model
     train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
     if warning := answer_format_warning(train_rows, cfg):
         (console or Console(stderr=True)).print(f"[yellow]warning:[/yellow] {escape(warning)}")
     heldout = unique_rows(load_rows(cfg.data, "heldout"))[: cfg.eval.num_problems] if _evaluates(cfg) else []
-    model, tokenizer = load_configured_model(cfg)  # on model.device, in the training precision
+    model, tokenizer = ((inputs.model, inputs.tokenizer) if inputs.model is not None
+                        else load_configured_model(cfg))  # on model.device, in the training precision
     stream = PromptStream(train_rows, render_all(train_rows, tokenizer, cfg), cfg.data.seed)
     heldout_texts = render_all(heldout, tokenizer, cfg)
     components = dict(components or {})  # stateful parts saved in checkpoints (register yours here)
@@ -121,7 +126,8 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
         restore_checkpoint(checkpoint, policy, optimizer, scheduler, components)
         stream.cursor, stream.order = checkpoint.cursor, []
         restore_rng(checkpoint.state["rng"])  # last: nothing may draw random numbers before the next step
-    log = MetricsLog(run_dir, cfg.log.tensorboard)
+    log = MetricsLog(run_dir, cfg.log.tensorboard or "tensorboard" in cfg.log.report_to,
+                     open_trackers(cfg, run_dir))
     started = time.perf_counter() - state.get("train_seconds", 0.0)
     low_streak, nonfinite = state.get("low_streak", 0), state.get("nonfinite", 0)
     progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress, console=console)
@@ -147,7 +153,8 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
             nonfinite = nonfinite + 1 if metrics.get("skipped_update", 0) > 0 else 0
             if nonfinite >= cfg.train.max_nonfinite:
                 raise nonfinite_error(nonfinite, step, saved, run_dir)
-            if nonfinite == 0 and (stop.signum or step == cfg.train.steps or _due(step, cfg)
+            halt = inputs.stop_after(step, metrics)
+            if nonfinite == 0 and (stop.signum or halt or step == cfg.train.steps or _due(step, cfg)
                                    or _overdue(last_save, cfg)):
                 loop = {"low_streak": low_streak, "nonfinite": nonfinite, "base": summary.get("base"),
                         "train_seconds": time.perf_counter() - started}
@@ -156,9 +163,13 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
                 saved, last_save = step, time.monotonic()
             if stop.signum:
                 raise TrainingInterrupted(saved, stop.signum, run_dir)
+            if halt:
+                summary["stopped_at_step"] = step
+                break
     summary["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
     log.close()
     save_final(policy, tokenizer, run_dir / "final")
+    inputs.trained_model = policy.model
     if cfg.eval.before_after:
         summary["trained"] = _evaluate(policy.model, tokenizer, heldout, heldout_texts, rewards, cfg, console,
                                        "trained")

@@ -17,8 +17,9 @@ def _clean(value: Any) -> Any:
 class MetricsLog:
     """One JSON object per step in metrics.jsonl; the same scalars in TensorBoard when asked."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = False) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool = False, trackers: list | None = None) -> None:
         self.path = run_dir / "metrics.jsonl"
+        self.trackers = list(trackers or [])  # log.report_to's wandb / mlflow (train/trackers.py)
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -34,10 +35,17 @@ class MetricsLog:
                 if isinstance(value, int | float) and math.isfinite(value):
                     self.writer.add_scalar(key, value, step)
             self.writer.flush()
+        if self.trackers:
+            from groupwise.train.trackers import scalars
+
+            for tracker in self.trackers:
+                tracker.log(step, scalars(metrics))
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        for tracker in self.trackers:
+            tracker.close()
 
 
 def write_samples(path: Path, step: int, batch, groups: int, rendered: list[str] | None = None) -> None:

@@ -105,7 +105,7 @@ def rollout_and_score(policy: Policy, tokenizer, cfg: Config, rewards: list[Rewa
 
 def compute_advantages(rewards: Tensor, a: AlgorithmConfig) -> Tensor:
     """Group-relative advantages [P, G], scaled by F-GRPO's focal weight when focal_gamma > 0."""
-    advantages = group_advantages(rewards, scale=a.scale, eps=a.adv_eps)
+    advantages = group_advantages(rewards, scale=a.scale, eps=a.adv_eps, baseline=a.baseline)
     if a.focal_gamma > 0:
         advantages = advantages * focal_weights(success_rate(rewards, a.success_threshold), a.focal_gamma)[:, None]
     return advantages
@@ -232,7 +232,7 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
         loss, stats = policy_loss(logp, old, advantages[mb.rows].to(device), mask, kind=a.loss,
                                   eps_low=a.eps_low, eps_high=a.eps_high, agg=a.agg,
                                   max_tokens=cfg.rollout.max_new_tokens, ref_logp=ref, beta=a.beta,
-                                  kl_estimator=a.kl_estimator, is_weights=is_weights)
+                                  kl_estimator=a.kl_estimator, is_weights=is_weights, dual_clip=a.dual_clip)
         share = loss_share(a.agg, loss_mask[rows], mb.completion_mask)
         token_share = loss_share("token-mean", loss_mask[rows], mb.completion_mask)  # stats are token means
         (loss * share).backward()
