@@ -122,7 +122,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress, console=console)
     with StopRequest() as stop, progress_bar as progress:
         for step in range(start + 1, cfg.train.steps + 1):
-            metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts)
+            metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts, step=step)
             batch = metrics.pop("_batch")
             if isinstance(prompts, DifficultyFilter):
                 metrics |= prompts.after_step(batch.rows, batch.rewards)

@@ -22,6 +22,7 @@ from groupwise.algorithms import (
 from groupwise.config.schema import AlgorithmConfig, Config
 from groupwise.rewards.compute import RewardFunction, Scores, score_batch
 from groupwise.rollout.generate import Rollout, concat_rollouts, select_groups
+from groupwise.rollout.streams import mix_key
 from groupwise.train.batch import MicroBatch, loss_share, micro_batch_logprobs, micro_batches
 from groupwise.train.policy import Policy
 
@@ -41,11 +42,13 @@ class Batch:
 
 
 def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, scheduler, cfg: Config,
-              rewards: list[RewardFunction], prompts: Callable[[int], tuple[Rows, list[str]]]) -> dict[str, Any]:
-    """Train on one rollout batch; `prompts(n)` hands out the next n rows and their rendered prompt texts."""
+              rewards: list[RewardFunction], prompts: Callable[[int], tuple[Rows, list[str]]], *, step: int = 0
+              ) -> dict[str, Any]:
+    """Train on one rollout batch; `prompts(n)` hands out the next n rows and their rendered prompt texts;
+    `step` (1-based) keys the completions' random streams."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    batch = collect_batch(policy, tokenizer, cfg, rewards, prompts, timings)  # rollout + reward + advantage
+    batch = collect_batch(policy, tokenizer, cfg, rewards, prompts, timings, step)  # rollout + reward + advantage
     tick = time.perf_counter()
     loss_mask = completion_loss_mask(batch.rollout, cfg.algorithm.overlong_filter)
     advantages = batch.advantages.reshape(-1)
@@ -68,7 +71,8 @@ def completion_loss_mask(rollout: Rollout, overlong_filter: bool) -> Tensor:
 
 
 def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFunction],
-                  prompts: Callable[[int], tuple[Rows, list[str]]], timings: dict[str, float]) -> Batch:
+                  prompts: Callable[[int], tuple[Rows, list[str]]], timings: dict[str, float], step: int = 0
+                  ) -> Batch:
     """Sample groups and score them; with dynamic sampling (DAPO), keep only groups whose rewards differ."""
     wanted, kept, rounds, consumed = cfg.rollout.prompts_per_step, [], 0, 0
     timings["generate_s"] = timings["reward_s"] = 0.0
@@ -76,7 +80,8 @@ def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFu
         rounds += 1
         rows, texts = prompts(wanted if not kept else wanted - sum(len(b.rows) for b in kept))
         consumed += len(rows)
-        batch = rollout_and_score(policy, tokenizer, cfg, rewards, rows, texts, timings)
+        keys = [mix_key(cfg.train.seed, step, rounds, index) for index in range(len(rows))]
+        batch = rollout_and_score(policy, tokenizer, cfg, rewards, rows, texts, timings, keys)
         if not cfg.algorithm.dynamic_sampling:
             return batch
         varied = [p for p in range(len(rows)) if _has_variance(batch.rewards[p])]
@@ -90,10 +95,10 @@ def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFu
 
 
 def rollout_and_score(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFunction], rows: Rows,
-                      texts: list[str], timings: dict[str, float]) -> Batch:
+                      texts: list[str], timings: dict[str, float], keys: list[int] | None = None) -> Batch:
     tick = time.perf_counter()
     r = cfg.rollout
-    rollout = policy.sample(tokenizer, texts, r)
+    rollout = policy.sample(tokenizer, texts, r, keys)
     timings["generate_s"] += time.perf_counter() - tick
     tick = time.perf_counter()
     scores = score_rollout(rollout, rows, texts, rewards, cfg)
