@@ -10,3 +10,15 @@ def half_learnable(prompts, completions, completion_ids=None, expression=None, *
         even = int(expr.split()[0]) % 2 == 0
         out.append(float(zlib.crc32(text.encode()) % 2) if even else 0.0)
     return out
+
+
+def record_rank(prompts, completions, expression=None, **_):
+    """half_learnable's reward; appends 'RANK<TAB>prompt' per scored group to $GROUPWISE_TEST_RECORD (if set)."""
+    import os
+
+    path = os.environ.get("GROUPWISE_TEST_RECORD")
+    if path:
+        with open(path, "a") as f:
+            for prompt in dict.fromkeys(prompts):
+                f.write(f"{os.environ.get('RANK', '0')}\t{prompt!r}\n")
+    return half_learnable(prompts, completions, expression=expression)

@@ -61,8 +61,15 @@ def train(
                                                 "intact checkpoint with its config.yaml (--set only for "
                                                 "train.steps/save_every/keep_checkpoints/max_nonfinite/"
                                                 "threads, model.device, log.progress/tensorboard).")] = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", min=1, help="Start N processes on this machine with "
+                                              "torchrun (docs/distributed.md).")] = None,
 ) -> None:
     """Train with GRPO (or a variant) and write a run folder."""
+    from groupwise.train.distributed import init_distributed, run_on_main
+
+    if nproc is not None:
+        return launch_torchrun(nproc)
+    init_distributed()  # under torchrun: one of several processes; rank 0 prepares the run folder
     set_ = set_ or []
     if resume is not None:
         return resume_training(resume, set_, extra=config or run_dir or overwrite or preflight)
@@ -73,7 +80,7 @@ def train(
 
         return print_preflight(run_preflight(cfg))
     created = not (run_dir and run_dir.exists())
-    folder = prepare_run_dir(run_dir, overwrite)
+    folder = run_on_main(lambda: prepare_run_dir(run_dir, overwrite))
     print_summary(run_and_report(cfg, folder, resume=False, created=created))
 
 
@@ -98,12 +105,34 @@ def run_and_report(cfg, folder: Path, *, resume: bool, created: bool = False) ->
         print(stop, file=sys.stderr)
         raise typer.Exit(stop.exit_code) from None
     except BaseException:
-        if not resume:
+        from groupwise.train.distributed import is_main
+
+        if not resume and is_main():
             discard_untrained(folder, created)
         raise
 
 
+def launch_torchrun(nproc: int) -> None:
+    """`train --nproc N`: the same command under torchrun with N processes on this machine; exits with its code."""
+    import os
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg == "--nproc" or arg.startswith("--nproc="):
+            skip = arg == "--nproc"
+            continue
+        args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "groupwise.cli.main", *args]
+    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+
+
 def print_summary(summary: dict) -> None:
+    from groupwise.train.distributed import is_main
+
+    if not is_main():
+        return
     if "base" in summary:
         table = Table(title=f"held-out evaluation ({summary['base']['problems']} problems)")
         table.add_column("model")

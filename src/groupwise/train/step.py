@@ -23,7 +23,16 @@ from groupwise.config.schema import AlgorithmConfig, Config
 from groupwise.rewards.compute import RewardFunction, Scores, score_batch
 from groupwise.rollout.generate import Rollout, concat_rollouts, select_groups
 from groupwise.rollout.streams import mix_key
-from groupwise.train.batch import MicroBatch, loss_share, micro_batch_logprobs, micro_batches
+from groupwise.train.batch import MicroBatch, agg_count, micro_batch_logprobs, micro_batches
+from groupwise.train.distributed import (
+    all_gather_objects,
+    all_max,
+    all_sum,
+    all_sum_dict,
+    shard,
+    sum_gradients,
+    world_size,
+)
 from groupwise.train.policy import Policy
 
 Rows = list[dict[str, Any]]
@@ -39,6 +48,7 @@ class Batch:
     rewards: Tensor  # [P, G] total reward used for advantages (NaN: not scored)
     advantages: Tensor  # [P, G]
     sampling: dict[str, float] = field(default_factory=dict)
+    origin: list[tuple[int, int]] = field(default_factory=list)  # per prompt: (sampling round, index in round)
 
 
 def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, scheduler, cfg: Config,
@@ -59,7 +69,10 @@ def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, sched
     scheduler.step()
     timings["update_s"] = time.perf_counter() - tick
     timings["step_s"] = time.perf_counter() - clock
-    return step_metrics(batch, update, timings, cfg) | {"lr": scheduler.get_last_lr()[0], "_batch": batch}
+    whole = gather_batch(batch, tokenizer.pad_token_id)  # distributed: every rank's groups, in one-process order
+    timings = {k: all_max(v) for k, v in timings.items()}  # distributed: the slowest rank's times
+    return step_metrics(whole, update, timings, cfg) | {"lr": scheduler.get_last_lr()[0], "_batch": whole,
+                                                        "world_size": world_size()}
 
 
 def completion_loss_mask(rollout: Rollout, overlong_filter: bool) -> Tensor:
@@ -74,19 +87,26 @@ def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFu
                   prompts: Callable[[int], tuple[Rows, list[str]]], timings: dict[str, float], step: int = 0
                   ) -> Batch:
     """Sample groups and score them; with dynamic sampling (DAPO), keep only groups whose rewards differ."""
-    wanted, kept, rounds, consumed = cfg.rollout.prompts_per_step, [], 0, 0
+    wanted, kept, rounds, consumed, have = cfg.rollout.prompts_per_step, [], 0, 0, 0
     timings["generate_s"] = timings["reward_s"] = 0.0
     while True:
         rounds += 1
-        rows, texts = prompts(wanted if not kept else wanted - sum(len(b.rows) for b in kept))
+        rows, texts = prompts(wanted - have)  # every rank draws the whole round ...
         consumed += len(rows)
-        keys = [mix_key(cfg.train.seed, step, rounds, index) for index in range(len(rows))]
-        batch = rollout_and_score(policy, tokenizer, cfg, rewards, rows, texts, timings, keys)
+        mine = shard(len(rows))  # ... and samples and scores its own share of it
+        keys = [mix_key(cfg.train.seed, step, rounds, index) for index in mine]
+        if len(mine) or not kept:
+            batch = rollout_and_score(policy, tokenizer, cfg, rewards, rows[mine.start:mine.stop],
+                                      texts[mine.start:mine.stop], timings, keys)
+        else:  # a refill round too small to reach this rank
+            batch = _subset(kept[0], [])
+        batch.advantages = round_advantages(batch.rewards, mine, cfg.algorithm)
+        batch.origin = [(rounds, index) for index in mine]
         if not cfg.algorithm.dynamic_sampling:
             return batch
-        varied = [p for p in range(len(rows)) if _has_variance(batch.rewards[p])]
+        varied = [p for p in range(len(batch.rows)) if _has_variance(batch.rewards[p])]
         kept.append(_subset(batch, varied))
-        have = sum(len(b.rows) for b in kept)
+        have = int(all_sum(sum(len(b.rows) for b in kept)))  # distributed: kept groups on every rank
         if have >= wanted or rounds >= cfg.algorithm.max_sampling_rounds:
             break
     merged = _merge(kept, tokenizer.pad_token_id) if have else batch
@@ -105,6 +125,12 @@ def rollout_and_score(policy: Policy, tokenizer, cfg: Config, rewards: list[Rewa
     timings["reward_s"] += time.perf_counter() - tick
     total = scores.total.view(len(rows), r.group_size)
     return Batch(rollout, rows, scores, total, compute_advantages(total, cfg.algorithm))
+
+
+def round_advantages(rewards: Tensor, mine: range, a: AlgorithmConfig) -> Tensor:
+    """This rank's advantages [p, G] computed over the whole round's rewards, so `scale: batch` spans every rank."""
+    everyone = torch.cat(all_gather_objects(rewards)) if world_size() > 1 else rewards  # [P, G]
+    return compute_advantages(everyone, a)[mine.start:mine.stop]
 
 
 def compute_advantages(rewards: Tensor, a: AlgorithmConfig) -> Tensor:
@@ -147,15 +173,34 @@ def _subset(batch: Batch, groups: list[int]) -> Batch:
     scores = Scores(batch.scores.per_function[rows], batch.scores.total[rows], batch.scores.names,
                     batch.scores.errors)
     return Batch(select_groups(batch.rollout, groups), [batch.rows[p] for p in groups], scores,
-                 batch.rewards[groups], batch.advantages[groups])
+                 batch.rewards[groups], batch.advantages[groups],
+                 origin=[batch.origin[p] for p in groups] if batch.origin else [])
 
 
 def _merge(batches: list[Batch], pad_id: int) -> Batch:
-    batches = [b for b in batches if b.rows]
+    batches = [b for b in batches if b.rows] or batches[:1]  # a rank may have kept no group at all
     scores = Scores(torch.cat([b.scores.per_function for b in batches]), torch.cat([b.scores.total for b in batches]),
                     batches[0].scores.names, batches[0].scores.errors)
     return Batch(concat_rollouts([b.rollout for b in batches], pad_id), [r for b in batches for r in b.rows], scores,
-                 torch.cat([b.rewards for b in batches]), torch.cat([b.advantages for b in batches]))
+                 torch.cat([b.rewards for b in batches]), torch.cat([b.advantages for b in batches]),
+                 origin=[o for b in batches for o in b.origin])
+
+
+def gather_batch(batch: Batch, pad_id: int) -> Batch:
+    """Every rank's groups in one batch, ordered as one process would hold them (by sampling round, then index):
+    what metrics, samples.jsonl and the difficulty filter see. The identity on one process."""
+    if world_size() == 1:
+        return batch
+    parts = all_gather_objects(batch)
+    merged = _merge(parts, pad_id)
+    order = sorted(range(len(merged.rows)), key=lambda p: merged.origin[p])
+    whole = _subset(merged, order)
+    errors: dict[str, int] = {}
+    for part in parts:
+        for name, count in part.scores.errors.items():
+            errors[name] = errors.get(name, 0) + count
+    whole.scores.errors, whole.sampling = errors, batch.sampling
+    return whole
 
 
 def _needs_old_logprobs(cfg: Config) -> bool:
@@ -217,6 +262,7 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = {}
     total_loss = 0.0
+    batch_count = all_sum(agg_count(a.agg, loss_mask[rows]))  # distributed: tokens/sequences on every rank
     for mb in micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask):
         with policy.training_precision():
             logp, entropy = _logprobs(policy.model, mb, cfg, cfg.rollout.temperature)
@@ -231,13 +277,15 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
                                   eps_low=a.eps_low, eps_high=a.eps_high, agg=a.agg,
                                   max_tokens=cfg.rollout.max_new_tokens, ref_logp=ref, beta=a.beta,
                                   kl_estimator=a.kl_estimator, is_weights=is_weights)
-        share = loss_share(a.agg, loss_mask[rows], mb.completion_mask)
+        share = agg_count(a.agg, mb.completion_mask) / max(batch_count, 1)
         (loss * share).backward()
         total_loss += float(loss.detach()) * share
         valid = mask.sum().clamp(min=1)
         stats = stats | is_stats | {"entropy": float((entropy * mask).sum() / valid)}
         for k, v in stats.items():
             sums[k] = sums.get(k, 0.0) + float(v) * share
+    sum_gradients(policy.trainable_parameters())  # distributed: the whole batch's gradient on every rank
+    total_loss, sums = all_sum(total_loss), all_sum_dict(sums)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.train.max_grad_norm))
     finite = math.isfinite(total_loss) and math.isfinite(grad_norm)
     if finite:
