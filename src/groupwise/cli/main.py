@@ -71,6 +71,9 @@ def train(
         return launch_torchrun(nproc)
     init_distributed()  # under torchrun: one of several processes; rank 0 prepares the run folder
     set_ = set_ or []
+    if resume is None and run_dir is not None and restarted_by_torchrun() and (run_dir / "config.yaml").is_file():
+        # torchrun --max-restarts reran this command after a worker died: continue from the newest checkpoint
+        return print_summary(run_and_report(resume_config_of(run_dir), run_dir, resume=True))
     if resume is not None:
         return resume_training(resume, set_, extra=config or run_dir or overwrite or preflight)
     cfg = build_config(config, set_)
@@ -110,6 +113,19 @@ def run_and_report(cfg, folder: Path, *, resume: bool, created: bool = False) ->
         if not resume and is_main():
             discard_untrained(folder, created)
         raise
+
+
+def restarted_by_torchrun() -> bool:
+    """torchrun counts the times it restarted the worker group (TORCHELASTIC_RESTART_COUNT)."""
+    import os
+
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) > 0
+
+
+def resume_config_of(folder: Path):
+    from groupwise.train.checkpoint import resume_config
+
+    return resume_config(folder, [])
 
 
 def launch_torchrun(nproc: int) -> None:
