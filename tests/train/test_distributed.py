@@ -27,8 +27,9 @@ BASE = ["model.name=tiny-random", "rollout.prompts_per_step=4", "rollout.group_s
         "model.dtype=float32", "train.bf16=false", "rollout.dtype=float32", "train.learning_rate=0.01",
         f"rewards.functions=[{{name: '{HELPERS}:record_rank'}}]"]
 MODES = {
-    # LoRA, GRPO, the batch-wide std: the advantages need every rank's rewards
-    "grpo-lora": ["algorithm.scale=batch"],
+    # LoRA, GRPO, the batch-wide std (the advantages need every rank's rewards), the before/after evaluation
+    "grpo-lora": ["algorithm.scale=batch", "eval.before_after=true", "eval.num_problems=7", "eval.samples=2",
+                  "eval.batch_size=3"],
     # full fine-tuning, DAPO's dynamic sampling (uneven refill rounds), token-mean, the difficulty filter
     "dapo-full": ["algorithm.preset=dapo", "lora.enabled=false", "algorithm.max_sampling_rounds=3",
                   "algorithm.overlong_cache=4", "data.difficulty_filter={visits: 1}", "train.learning_rate=0.001"],
@@ -82,6 +83,10 @@ def test_two_processes_train_the_same_model_as_one(mode, tmp_path, monkeypatch):
     for a, b in zip(read_metrics(tmp_path / "one"), metrics, strict=True):
         for key in ("reward/mean", "reward/std", "learnable_fraction", "loss", "grad_norm", "groups_kept"):
             assert a.get(key) == pytest.approx(b.get(key), abs=1e-5), key
+
+    summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("one", "two")]
+    assert [{k: s.get(k) for k in ("base", "trained")} for s in summaries] == [
+        {k: summaries[0].get(k) for k in ("base", "trained")}] * 2
 
     ranks = scored_by(tmp_path / "two.txt")  # each process scored its own groups, and only those
     assert set(ranks) == {"0", "1"} and not set(ranks["0"]) & set(ranks["1"])

@@ -129,8 +129,11 @@ def resume_config_of(folder: Path):
 
 
 def launch_torchrun(nproc: int) -> None:
-    """`train --nproc N`: the same command under torchrun with N processes on this machine; exits with its code."""
+    """`train --nproc N`: the same command under torchrun with N processes on this machine; exits with its code,
+    or 128 + signal when stopped by SIGTERM (handed on to torchrun, whose workers finish the step and save) or
+    Ctrl-C (the terminal signals every process of the group itself)."""
     import os
+    import signal
     import subprocess
 
     args, skip = [], False
@@ -141,7 +144,18 @@ def launch_torchrun(nproc: int) -> None:
         args.append(arg)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "groupwise.cli.main", *args]
-    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+    child = subprocess.Popen(command, env=os.environ.copy())
+    received: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        if signum == signal.SIGTERM:
+            child.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    code = child.wait()
+    raise typer.Exit(128 + received[0] if received else code)
 
 
 def print_summary(summary: dict) -> None:
