@@ -131,7 +131,9 @@ def run_training(cfg: Config, folder: Path, *, resume: bool, created: bool = Fal
     except TrainingInterrupted:
         raise
     except BaseException:
-        if not resume:
+        from groupwise.train.distributed import is_main
+
+        if not resume and is_main():
             discard_untrained(folder, created)
         raise
 

@@ -21,3 +21,15 @@ def flagged(prompts, completions, completion_ids=None, expression=None, **_):
     return RewardValues(half_learnable(prompts, completions, expression=expression),
                         {"tests_not_run": [float(i % 2) for i in range(n)],
                          "limit_hit": [None if i % 4 == 0 else float(i % 4 == 1) for i in range(n)]})
+
+
+def record_rank(prompts, completions, expression=None, **_):
+    """half_learnable's reward; appends 'RANK<TAB>prompt' per scored group to $GROUPWISE_TEST_RECORD (if set)."""
+    import os
+
+    path = os.environ.get("GROUPWISE_TEST_RECORD")
+    if path:
+        with open(path, "a") as f:
+            for prompt in dict.fromkeys(prompts):
+                f.write(f"{os.environ.get('RANK', '0')}\t{prompt!r}\n")
+    return half_learnable(prompts, completions, expression=expression)

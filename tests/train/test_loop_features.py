@@ -81,7 +81,8 @@ def test_focal_advantages_scale_each_group_by_its_failure_rate():
 def test_training_with_a_shared_weight_sampler_follows_the_updates(tiny_config, tmp_path):
     # shared: what GPUs use by default; the sampler sees every update without a sync
     cfg = tiny_config("rollout.weights=shared", "lora.enabled=false", "train.learning_rate=0.05",
-                      f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]", "train.steps=3")
+                      f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]", "train.steps=3",
+                      "train.seed=1")  # a seed whose first batch has a learnable group: every step updates
     train(cfg, tmp_path / "run")
     rows = _metrics(tmp_path / "run")
     assert len(rows) == 3 and all(r["grad_norm"] > 0 for r in rows)

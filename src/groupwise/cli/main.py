@@ -64,10 +64,20 @@ def train(
                                                 "train.steps/save_every/keep_checkpoints/max_nonfinite/"
                                                 "threads, model.device, log.progress/tensorboard).")] = None,
     verbose: VerboseOption = False,
+    nproc: Annotated[int | None, typer.Option("--nproc", min=1, help="Start N processes on this machine with "
+                                              "torchrun (docs/distributed.md).")] = None,
 ) -> None:
     """Train with GRPO (or a variant) and write a run folder."""
+    from groupwise.train.distributed import init_distributed, run_on_main
+
     quiet_third_party(verbose)
+    if nproc is not None:
+        return launch_torchrun(nproc)
+    init_distributed()  # under torchrun: one of several processes; rank 0 prepares the run folder
     set_ = set_ or []
+    if resume is None and run_dir is not None and restarted_by_torchrun() and (run_dir / "config.yaml").is_file():
+        # torchrun --max-restarts reran this command after a worker died: continue from the newest checkpoint
+        return print_summary(run_and_report(resume_config_of(run_dir), run_dir, resume=True))
     if resume is not None:
         return resume_training(resume, set_, extra=config or run_dir or overwrite or preflight)
     cfg = build_config(config, set_)
@@ -78,7 +88,7 @@ def train(
 
         return print_preflight(run_preflight(cfg))
     created = not (run_dir and run_dir.exists())
-    folder = prepare_run_dir(run_dir, overwrite)
+    folder = run_on_main(lambda: prepare_run_dir(run_dir, overwrite))
     print_summary(run_and_report(cfg, folder, resume=False, created=created))
 
 
@@ -118,7 +128,54 @@ def run_and_report(cfg, folder: Path, *, resume: bool, created: bool = False) ->
         raise typer.Exit(stop.exit_code) from None
 
 
+def restarted_by_torchrun() -> bool:
+    """torchrun counts the times it restarted the worker group (TORCHELASTIC_RESTART_COUNT)."""
+    import os
+
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0) > 0
+
+
+def resume_config_of(folder: Path):
+    from groupwise.train.checkpoint import resume_config
+
+    return resume_config(folder, [])
+
+
+def launch_torchrun(nproc: int) -> None:
+    """`train --nproc N`: the same command under torchrun with N processes on this machine; exits with its code,
+    or 128 + signal when stopped by SIGTERM (handed on to torchrun, whose workers finish the step and save) or
+    Ctrl-C (the terminal signals every process of the group itself)."""
+    import os
+    import signal
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg == "--nproc" or arg.startswith("--nproc="):
+            skip = arg == "--nproc"
+            continue
+        args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "groupwise.cli.main", *args]
+    child = subprocess.Popen(command, env=os.environ.copy())
+    received: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+        if signum == signal.SIGTERM:
+            child.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    code = child.wait()
+    raise typer.Exit(128 + received[0] if received else code)
+
+
 def print_summary(summary: dict) -> None:
+    from groupwise.train.distributed import is_main
+
+    if not is_main():
+        return
     if "base" in summary:
         table = Table(title=f"held-out evaluation ({summary['base']['problems']} problems)")
         table.add_column("model")

@@ -15,7 +15,13 @@ from groupwise.rollout.sampler import as_sampler
 
 def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], texts: list[str], rewards: list[RewardFunction],
                   cfg: Config, *, samples: int | None = None, progress=None) -> dict[str, Any]:
-    """Greedy accuracy (total reward >= success threshold) and mean reward per function over `samples` samples."""
+    """Greedy accuracy (total reward >= success threshold) and mean reward per function over `samples` samples.
+    Under torchrun each rank evaluates its share of the rows and the counts are gathered: the same result."""
+    from groupwise.train.distributed import all_gather_objects, shard
+
+    everything = len(rows)
+    mine = shard(len(rows))
+    rows, texts = rows[mine.start:mine.stop], texts[mine.start:mine.stop]
     threshold = success_threshold(cfg)
     samples = cfg.eval.samples if samples is None else samples
     model = as_sampler(model, cfg.rollout)
@@ -33,7 +39,10 @@ def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], texts: list[str]
             sampled_total += [v for v in scored.total.tolist() if not math.isnan(v)]
         if progress is not None:
             progress(len(chunk_rows))
-    result = {"problems": len(rows), "greedy_accuracy": greedy_hits / max(len(rows), 1)}
+    parts = all_gather_objects((greedy_hits, sampled, sampled_total))  # distributed: every rank's share, in order
+    greedy_hits, sampled_total = sum(p[0] for p in parts), [v for p in parts for v in p[2]]
+    sampled = {name: [v for p in parts for v in p[1][name]] for name in sampled}
+    result = {"problems": everything, "greedy_accuracy": greedy_hits / max(everything, 1)}
     if samples:
         result["sampled_mean_reward"] = sum(sampled_total) / max(len(sampled_total), 1)
         result["sampled_reward_per_function"] = {k: sum(v) / max(len(v), 1) for k, v in sampled.items()}

@@ -13,6 +13,7 @@ import torch
 from groupwise.config.schema import Config
 from groupwise.rewards.compute import RewardFunction
 from groupwise.rollout.sampler import as_sampler
+from groupwise.rollout.streams import mix_key
 
 Row = dict[str, Any]
 
@@ -40,11 +41,14 @@ def problems_per_chunk(cfg: Config, samples: int) -> int:
 
 def generate_and_score(model, tokenizer, rows: list[Row], texts: list[str], rewards: list[RewardFunction],
                        cfg: Config, *, group: int, greedy: bool, temperature: float, top_p: float):
-    """Generate `group` completions per prompt and score them with every reward function."""
+    """Generate `group` completions per prompt and score them with every reward function. A problem's samples
+    come from streams keyed by its prompt and train.seed: the same wherever it lands in a batch or on a rank."""
     from groupwise.train.step import score_rollout
 
     sampler = as_sampler(model, cfg.rollout)
-    rollout = sampler(tokenizer, texts, group_size=group, greedy=greedy, temperature=temperature, top_p=top_p)
+    keys = [mix_key(cfg.train.seed, int(prompt_key(row), 16)) for row in rows]
+    rollout = sampler(tokenizer, texts, group_size=group, greedy=greedy, temperature=temperature, top_p=top_p,
+                      keys=keys)
     return rollout, score_rollout(rollout, rows, texts, rewards, cfg, shaping=False)
 
 

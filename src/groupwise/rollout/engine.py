@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from groupwise.models.logprobs import prefill_prompts
 from groupwise.models.precision import autocast
 from groupwise.rollout.generate import Rollout, completion_mask_and_eos, encode_prompts
+from groupwise.rollout.streams import counter_uniforms, random_prompt_keys, row_keys
 
 
 def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
@@ -44,11 +45,15 @@ def decode_attention(device: torch.device) -> str:
     return "eager" if device.type == "cpu" else "sdpa"
 
 
-def sample_categorical(probs: Tensor) -> Tensor:
+def sample_categorical(probs: Tensor, uniforms: Tensor | None = None) -> Tensor:
     """One draw per row of `probs` [N, V] by inverting its cumulative sum: exact, and far cheaper on a CPU than
-    `torch.multinomial`, which draws an exponential variate for every vocabulary entry."""
+    `torch.multinomial`, which draws an exponential variate for every vocabulary entry. `uniforms` [N] in [0, 1)
+    are the rows' own random numbers (default: drawn from torch's global generator)."""
     cdf = probs.cumsum(-1)
-    u = torch.rand(probs.shape[0], 1, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
+    if uniforms is None:
+        uniforms = torch.rand(probs.shape[0], device=probs.device, dtype=cdf.dtype)
+    below_one = 1.0 - torch.finfo(cdf.dtype).eps  # a float64 uniform may round up to 1.0 in float32
+    u = uniforms.to(device=probs.device, dtype=cdf.dtype).clamp(max=below_one)[:, None] * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
 
 
@@ -101,15 +106,21 @@ class GenerationEngine:
 
     @torch.no_grad()
     def rollouts(self, tokenizer: PreTrainedTokenizerBase, prompts: list[str], *, group_size: int,
-                 max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False
-                 ) -> Rollout:
-        """`group_size` completions per prompt, rows p*G .. p*G+G-1 for prompt p, as `generate_group_rollouts`."""
+                 max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False,
+                 keys: list[int] | None = None) -> Rollout:
+        """`group_size` completions per prompt, rows p*G .. p*G+G-1 for prompt p, as `generate_group_rollouts`;
+        `keys`: one random-stream key per prompt (streams.py; default: drawn from torch's generator)."""
         device = next(self.model.parameters()).device
         prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
+        streams = None
+        if not greedy:
+            keys = random_prompt_keys(len(prompts)) if keys is None else keys
+            streams = torch.tensor(row_keys(keys, group_size), dtype=torch.long, device=device)
         with self._decoding():
             tokens, logp = decode_groups(self.model, prompt_ids, prompt_mask, group_size, max_new_tokens,
                                          temperature=temperature, top_p=top_p, greedy=greedy,
-                                         eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id)
+                                         eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
+                                         streams=streams)
         rows = torch.arange(len(prompts), device=device).repeat_interleave(group_size)
         mask, has_eos = completion_mask_and_eos(tokens, tokenizer.eos_token_id)
         tokens = torch.where(mask.bool(), tokens, torch.full_like(tokens, tokenizer.pad_token_id))
@@ -136,8 +147,9 @@ class GenerationEngine:
 
 def decode_groups(model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tensor, group_size: int,
                   max_new_tokens: int, *, temperature: float, top_p: float, greedy: bool, eos_id: int,
-                  pad_id: int) -> tuple[Tensor, Tensor]:
-    """Prefill U prompts once, sample G continuations each. Returns tokens and their log-probs, both [U*G, C]."""
+                  pad_id: int, streams: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Prefill U prompts once, sample G continuations each. Returns tokens and their log-probs, both [U*G, C].
+    `streams` [U*G] int64: each row's key; its t-th token uses `counter_uniforms(key, t)` (default: torch.rand)."""
     decoder, head = model.get_decoder(), model.get_output_embeddings()
     rows = torch.arange(prompt_ids.shape[0], device=prompt_ids.device).repeat_interleave(group_size)
     cache, hidden, attention, next_position = prefill_prompts(decoder, prompt_ids, prompt_mask, rows)
@@ -154,7 +166,8 @@ def decode_groups(model: PreTrainedModel, prompt_ids: Tensor, prompt_mask: Tenso
             logp = torch.log_softmax(logits, -1).gather(-1, chosen[:, None]).squeeze(-1)
         else:
             log_probs = torch.log_softmax(top_p_filter(logits / temperature, top_p), -1)
-            chosen = sample_categorical(log_probs.exp())
+            uniforms = None if streams is None else counter_uniforms(streams[alive], t)
+            chosen = sample_categorical(log_probs.exp(), uniforms)
             logp = log_probs.gather(-1, chosen[:, None]).squeeze(-1)
         tokens[alive, t], logps[alive, t] = chosen, logp
         running = chosen != eos_id

@@ -15,6 +15,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from groupwise.rollout.streams import counter_uniforms, random_prompt_keys, row_keys
+
 
 @dataclass
 class Rollout:
@@ -56,6 +58,23 @@ class SampledTokenLogprobs(LogitsProcessor):
         return torch.stack(self.picked, dim=1)
 
 
+class StreamSampling(LogitsProcessor):
+    """Draws each row's token from its own counter-based stream (streams.py) and forces it: the scores it returns
+    keep only the chosen token, so `generate`'s own draw picks it whatever the global generator's state."""
+
+    def __init__(self, streams: Tensor) -> None:
+        self.streams, self.step = streams, 0  # streams: [N] int64 row keys
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        from groupwise.rollout.engine import sample_categorical
+
+        probs = torch.softmax(scores.float(), dim=-1)
+        chosen = sample_categorical(probs, counter_uniforms(self.streams.to(scores.device), self.step))
+        self.step += 1
+        forced = torch.full_like(scores, float("-inf"))
+        return forced.scatter_(-1, chosen[:, None], 0.0)
+
+
 def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], device: torch.device
                    ) -> tuple[Tensor, Tensor]:
     tokenizer.padding_side = "left"
@@ -66,27 +85,35 @@ def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], devic
 @torch.no_grad()
 def generate_group_rollouts(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], *,
                             group_size: int, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
-                            greedy: bool = False, batch_size: int | None = None) -> Rollout:
-    """Sample `group_size` completions for each prompt (rows p*G .. p*G+G-1 belong to prompt p)."""
+                            greedy: bool = False, batch_size: int | None = None, keys: list[int] | None = None
+                            ) -> Rollout:
+    """Sample `group_size` completions for each prompt (rows p*G .. p*G+G-1 belong to prompt p); `keys`: one
+    random-stream key per prompt (streams.py; default: drawn from torch's generator)."""
     device = next(model.parameters()).device
     expanded = [p for p in prompts for _ in range(group_size)]
+    streams = None
+    if not greedy:
+        keys = random_prompt_keys(len(prompts)) if keys is None else keys
+        streams = torch.tensor(row_keys(keys, group_size), dtype=torch.long)
     batch_size = batch_size or len(expanded)
     parts = [_generate_batch(model, tokenizer, expanded[i:i + batch_size], max_new_tokens, temperature, top_p,
-                             greedy, device) for i in range(0, len(expanded), batch_size)]
+                             greedy, device, None if streams is None else streams[i:i + batch_size])
+             for i in range(0, len(expanded), batch_size)]
     return _concat(parts, tokenizer, group_size)
 
 
-def _generate_batch(model, tokenizer, prompts, max_new_tokens, temperature, top_p, greedy, device):
+def _generate_batch(model, tokenizer, prompts, max_new_tokens, temperature, top_p, greedy, device, streams):
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts, device)
     recorder = SampledTokenLogprobs()
     # transformers runs custom processors before its own warpers: pass the warpers here, ahead of the recorder,
     # so it records the distribution actually sampled from
     warpers = [] if greedy else [TemperatureLogitsWarper(temperature)] + (
         [TopPLogitsWarper(top_p)] if top_p < 1.0 else [])
+    draw = [] if streams is None else [StreamSampling(streams)]  # after the recorder: it records the real p
     was_training = model.training
     model.eval()
     out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
-                         logits_processor=LogitsProcessorList([*warpers, recorder]), do_sample=not greedy,
+                         logits_processor=LogitsProcessorList([*warpers, recorder, *draw]), do_sample=not greedy,
                          temperature=1.0, top_p=1.0, top_k=0, pad_token_id=tokenizer.pad_token_id,
                          eos_token_id=tokenizer.eos_token_id)
     model.train(was_training)

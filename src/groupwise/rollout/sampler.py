@@ -29,9 +29,11 @@ class Sampler:
             self.engine.sync(self.model)
 
     def __call__(self, tokenizer: PreTrainedTokenizerBase, texts: list[str], *, group_size: int,
-                 greedy: bool = False, temperature: float | None = None, top_p: float | None = None) -> Rollout:
+                 greedy: bool = False, temperature: float | None = None, top_p: float | None = None,
+                 keys: list[int] | None = None) -> Rollout:
+        """`keys`: one random-stream key per text (rollout/streams.py); None draws them from torch's generator."""
         r = self.rollout
-        sampling = {"max_new_tokens": r.max_new_tokens, "greedy": greedy,
+        sampling = {"max_new_tokens": r.max_new_tokens, "greedy": greedy, "keys": keys,
                     "temperature": r.temperature if temperature is None else temperature,
                     "top_p": r.top_p if top_p is None else top_p}
         if self.engine is None:

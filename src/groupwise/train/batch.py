@@ -60,10 +60,12 @@ def micro_batch_logprobs(model, mb: MicroBatch, *, chunk: int, temperature: floa
                              temperature=temperature)
 
 
-def loss_share(agg: str, batch_mask: Tensor, micro_mask: Tensor) -> float:
-    """Weight of a micro-batch's aggregated loss so that summed micro-batch losses equal the full-batch loss."""
+def agg_count(agg: str, mask: Tensor) -> float:
+    """What an `algorithm.agg` mode divides by: tokens (token-mean), every sequence (Dr. GRPO's
+    seq-mean-token-sum-norm, masked ones included) or sequences with a loss token (seq-mean-token-mean)."""
     if agg == "token-mean":
-        return float(micro_mask.sum() / batch_mask.sum().clamp(min=1))
-    if agg == "seq-mean-token-sum-norm":  # Dr. GRPO divides by every sequence, masked ones included
-        return micro_mask.shape[0] / batch_mask.shape[0]
-    return float((micro_mask.sum(-1) > 0).sum() / (batch_mask.sum(-1) > 0).sum().clamp(min=1))
+        return float(mask.sum())
+    if agg == "seq-mean-token-sum-norm":
+        return float(mask.shape[0])
+    return float((mask.sum(-1) > 0).sum())
+

@@ -39,6 +39,14 @@ from groupwise.train.checkpoint import (
     save_checkpoint,
     truncate_logs,
 )
+from groupwise.train.distributed import (
+    all_max,
+    barrier,
+    check_divisible,
+    init_distributed,
+    is_main,
+    run_on_main,
+)
 from groupwise.train.inputs import TrainInputs
 from groupwise.train.metrics import MetricsLog, write_samples
 from groupwise.train.optim import build_optimizer
@@ -95,7 +103,10 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     """
     inputs = inputs or TrainInputs()
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_config(with_named_rewards(cfg)))  # paths absolute, rewards named
+    init_distributed(cfg.model.device)  # under torchrun: join the group; rank 0 alone writes the run folder
+    check_divisible(cfg.rollout.prompts_per_step)
+    if is_main():
+        (run_dir / "config.yaml").write_text(dump_config(with_named_rewards(cfg)))  # paths absolute, rewards named
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
@@ -113,7 +124,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     prompts = wrap_with_difficulty_filter(stream, cfg.data.difficulty_filter, cfg.algorithm.success_threshold)
     if isinstance(prompts, DifficultyFilter):
         components["difficulty_filter"] = prompts
-    checkpoint = resume_point(run_dir, cfg, console) if resume else None
+    checkpoint = resume_point_on_every_rank(run_dir, cfg, console) if resume else None
     state = dict(checkpoint.loop) if checkpoint else {}  # loop counters saved with the checkpoint
     summary: dict[str, Any] = {"run_dir": str(run_dir)}
     if cfg.eval.before_after:
@@ -127,55 +138,63 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
         stream.cursor, stream.order = checkpoint.cursor, []
         restore_rng(checkpoint.state["rng"])  # last: nothing may draw random numbers before the next step
     log = MetricsLog(run_dir, cfg.log.tensorboard or "tensorboard" in cfg.log.report_to,
-                     open_trackers(cfg, run_dir))
+                     open_trackers(cfg, run_dir)) if is_main() else None
     started = time.perf_counter() - state.get("train_seconds", 0.0)
     low_streak, nonfinite = state.get("low_streak", 0), state.get("nonfinite", 0)
-    progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress, console=console)
+    progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress and is_main(), console=console)
     last_save = time.monotonic()  # train.save_every_minutes counts from here and from each checkpoint
     with StopRequest(run_dir) as stop, progress_bar as progress:
         for step in range(start + 1, cfg.train.steps + 1):
-            metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts)
+            metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts, step=step)
             batch = metrics.pop("_batch")
             if isinstance(prompts, DifficultyFilter):
                 metrics |= prompts.after_step(batch.rows, batch.rewards)
             if cfg.eval.every and step % cfg.eval.every == 0:
                 result = evaluate_rows(policy.model, tokenizer, heldout, heldout_texts, rewards, cfg, samples=0)
                 metrics["eval/greedy_accuracy"] = result["greedy_accuracy"]
-            log.write(step, metrics)
-            if cfg.log.samples_per_step:
+            if log is not None:
+                log.write(step, metrics)
+            if cfg.log.samples_per_step and is_main():
                 shown = batch.rows[: cfg.log.samples_per_step]
                 write_samples(run_dir / "samples.jsonl", step, batch, cfg.log.samples_per_step,
                               rendered=render_all(shown, tokenizer, cfg))
             low_streak = low_streak + 1 if metrics["learnable_fraction"] < cfg.log.learnable_warn_below else 0
-            if low_streak == cfg.log.learnable_warn_steps:
+            if low_streak == cfg.log.learnable_warn_steps and is_main():
                 progress.warn(learnability_warning(metrics, cfg))
-            progress.update(step, metrics)
+            if is_main():
+                progress.update(step, metrics)
             nonfinite = nonfinite + 1 if metrics.get("skipped_update", 0) > 0 else 0
             if nonfinite >= cfg.train.max_nonfinite:
                 raise nonfinite_error(nonfinite, step, saved, run_dir)
-            halt = inputs.stop_after(step, metrics)
-            if nonfinite == 0 and (stop.signum or halt or step == cfg.train.steps or _due(step, cfg)
-                                   or _overdue(last_save, cfg)):
+            signum = int(all_max(stop.signum or 0))  # distributed: a signal to any rank stops every rank here
+            halt = bool(all_max(float(inputs.stop_after(step, metrics))))  # on_step returned False on some rank
+            if nonfinite == 0 and (signum or halt or step == cfg.train.steps or _due(step, cfg)
+                                   or all_max(float(_overdue(last_save, cfg)))):
                 loop = {"low_streak": low_streak, "nonfinite": nonfinite, "base": summary.get("base"),
                         "train_seconds": time.perf_counter() - started}
-                save_checkpoint(run_dir, step, policy, optimizer, scheduler, cursor=stream.cursor,
-                                components=components, loop=loop, keep=cfg.train.keep_checkpoints)
+                if is_main():  # every rank holds the same weights and optimizer state
+                    save_checkpoint(run_dir, step, policy, optimizer, scheduler, cursor=stream.cursor,
+                                    components=components, loop=loop, keep=cfg.train.keep_checkpoints)
                 saved, last_save = step, time.monotonic()
-            if stop.signum:
-                raise TrainingInterrupted(saved, stop.signum, run_dir)
+            if signum:
+                raise TrainingInterrupted(saved, signum, run_dir)
             if halt:
                 summary["stopped_at_step"] = step
                 break
     summary["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
-    log.close()
-    save_final(policy, tokenizer, run_dir / "final")
+    if log is not None:
+        log.close()
+    if is_main():
+        save_final(policy, tokenizer, run_dir / "final")
     inputs.trained_model = policy.model
     if cfg.eval.before_after:
         summary["trained"] = _evaluate(policy.model, tokenizer, heldout, heldout_texts, rewards, cfg, console,
                                        "trained")
         summary["gain_points"] = round(100 * (summary["trained"]["greedy_accuracy"]
                                               - summary["base"]["greedy_accuracy"]), 1)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if is_main():
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    barrier()  # every rank returns once the run folder is complete
     return summary
 
 
@@ -187,6 +206,11 @@ def _overdue(last_save: float, cfg: Config) -> bool:
     """train.save_every_minutes have passed since the last checkpoint (time.monotonic() of `last_save`)."""
     minutes = cfg.train.save_every_minutes
     return minutes > 0 and time.monotonic() - last_save >= 60 * minutes
+
+
+def resume_point_on_every_rank(run_dir: Path, cfg: Config, console=None) -> Checkpoint | None:
+    """Rank 0 picks the checkpoint and cuts the logs back; then every rank loads that checkpoint."""
+    return run_on_main(lambda: resume_point(run_dir, cfg, console))
 
 
 def resume_point(run_dir: Path, cfg: Config, console=None) -> Checkpoint | None:

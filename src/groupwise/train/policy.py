@@ -36,12 +36,12 @@ class Policy:
     def updated(self) -> None:
         self.version += 1
 
-    def sample(self, tokenizer, texts: list[str], rollout: RolloutConfig) -> Rollout:
-        """`rollout.group_size` completions per text from the current weights."""
+    def sample(self, tokenizer, texts: list[str], rollout: RolloutConfig, keys: list[int] | None = None) -> Rollout:
+        """`rollout.group_size` completions per text from the current weights; `keys`: one stream key per text."""
         if self._sampler_version != self.version:
             self.sampler.refresh()
             self._sampler_version = self.version
-        return self.sampler(tokenizer, texts, group_size=rollout.group_size)
+        return self.sampler(tokenizer, texts, group_size=rollout.group_size, keys=keys)
 
     @contextlib.contextmanager
     def training_precision(self) -> Iterator[None]:

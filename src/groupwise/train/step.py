@@ -22,7 +22,17 @@ from groupwise.algorithms import (
 from groupwise.config.schema import AlgorithmConfig, Config
 from groupwise.rewards.compute import RewardFunction, Scores, score_batch
 from groupwise.rollout.generate import Rollout, concat_rollouts, select_groups
-from groupwise.train.batch import MicroBatch, loss_share, micro_batch_logprobs, micro_batches
+from groupwise.rollout.streams import mix_key
+from groupwise.train.batch import MicroBatch, agg_count, micro_batch_logprobs, micro_batches
+from groupwise.train.distributed import (
+    all_gather_objects,
+    all_max,
+    all_sum,
+    all_sum_dict,
+    shard,
+    sum_gradients,
+    world_size,
+)
 from groupwise.train.health import HealthTokens
 from groupwise.train.policy import Policy
 
@@ -39,14 +49,17 @@ class Batch:
     rewards: Tensor  # [P, G] total reward used for advantages (NaN: not scored)
     advantages: Tensor  # [P, G]
     sampling: dict[str, float] = field(default_factory=dict)
+    origin: list[tuple[int, int]] = field(default_factory=list)  # per prompt: (sampling round, index in round)
 
 
 def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, scheduler, cfg: Config,
-              rewards: list[RewardFunction], prompts: Callable[[int], tuple[Rows, list[str]]]) -> dict[str, Any]:
-    """Train on one rollout batch; `prompts(n)` hands out the next n rows and their rendered prompt texts."""
+              rewards: list[RewardFunction], prompts: Callable[[int], tuple[Rows, list[str]]], *, step: int = 0
+              ) -> dict[str, Any]:
+    """Train on one rollout batch; `prompts(n)` hands out the next n rows and their rendered prompt texts;
+    `step` (1-based) keys the completions' random streams."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    batch = collect_batch(policy, tokenizer, cfg, rewards, prompts, timings)  # rollout + reward + advantage
+    batch = collect_batch(policy, tokenizer, cfg, rewards, prompts, timings, step)  # rollout + reward + advantage
     tick = time.perf_counter()
     loss_mask = completion_loss_mask(batch.rollout, cfg.algorithm.overlong_filter)
     advantages = batch.advantages.reshape(-1)
@@ -57,7 +70,10 @@ def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, sched
     scheduler.step()
     timings["update_s"] = time.perf_counter() - tick
     timings["step_s"] = time.perf_counter() - clock
-    return step_metrics(batch, update, timings, cfg) | {"lr": scheduler.get_last_lr()[0], "_batch": batch}
+    whole = gather_batch(batch, tokenizer.pad_token_id)  # distributed: every rank's groups, in one-process order
+    timings = {k: all_max(v) for k, v in timings.items()}  # distributed: the slowest rank's times
+    return step_metrics(whole, update, timings, cfg) | {"lr": scheduler.get_last_lr()[0], "_batch": whole,
+                                                        "world_size": world_size()}
 
 
 def completion_loss_mask(rollout: Rollout, overlong_filter: bool) -> Tensor:
@@ -69,20 +85,29 @@ def completion_loss_mask(rollout: Rollout, overlong_filter: bool) -> Tensor:
 
 
 def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFunction],
-                  prompts: Callable[[int], tuple[Rows, list[str]]], timings: dict[str, float]) -> Batch:
+                  prompts: Callable[[int], tuple[Rows, list[str]]], timings: dict[str, float], step: int = 0
+                  ) -> Batch:
     """Sample groups and score them; with dynamic sampling (DAPO), keep only groups whose rewards differ."""
-    wanted, kept, rounds, consumed = cfg.rollout.prompts_per_step, [], 0, 0
+    wanted, kept, rounds, consumed, have = cfg.rollout.prompts_per_step, [], 0, 0, 0
     timings["generate_s"] = timings["reward_s"] = 0.0
     while True:
         rounds += 1
-        rows, texts = prompts(wanted if not kept else wanted - sum(len(b.rows) for b in kept))
+        rows, texts = prompts(wanted - have)  # every rank draws the whole round ...
         consumed += len(rows)
-        batch = rollout_and_score(policy, tokenizer, cfg, rewards, rows, texts, timings)
+        mine = shard(len(rows))  # ... and samples and scores its own share of it
+        keys = [mix_key(cfg.train.seed, step, rounds, index) for index in mine]
+        if len(mine) or not kept:
+            batch = rollout_and_score(policy, tokenizer, cfg, rewards, rows[mine.start:mine.stop],
+                                      texts[mine.start:mine.stop], timings, keys)
+        else:  # a refill round too small to reach this rank
+            batch = _subset(kept[0], [])
+        batch.advantages = round_advantages(batch.rewards, mine, cfg.algorithm)
+        batch.origin = [(rounds, index) for index in mine]
         if not cfg.algorithm.dynamic_sampling:
             return batch
-        varied = [p for p in range(len(rows)) if _has_variance(batch.rewards[p])]
+        varied = [p for p in range(len(batch.rows)) if _has_variance(batch.rewards[p])]
         kept.append(_subset(batch, varied))
-        have = sum(len(b.rows) for b in kept)
+        have = int(all_sum(sum(len(b.rows) for b in kept)))  # distributed: kept groups on every rank
         if have >= wanted or rounds >= cfg.algorithm.max_sampling_rounds:
             break
     merged = _merge(kept, tokenizer.pad_token_id) if have else batch
@@ -91,16 +116,22 @@ def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFu
 
 
 def rollout_and_score(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFunction], rows: Rows,
-                      texts: list[str], timings: dict[str, float]) -> Batch:
+                      texts: list[str], timings: dict[str, float], keys: list[int] | None = None) -> Batch:
     tick = time.perf_counter()
     r = cfg.rollout
-    rollout = policy.sample(tokenizer, texts, r)
+    rollout = policy.sample(tokenizer, texts, r, keys)
     timings["generate_s"] += time.perf_counter() - tick
     tick = time.perf_counter()
     scores = score_rollout(rollout, rows, texts, rewards, cfg)
     timings["reward_s"] += time.perf_counter() - tick
     total = scores.total.view(len(rows), r.group_size)
     return Batch(rollout, rows, scores, total, compute_advantages(total, cfg.algorithm))
+
+
+def round_advantages(rewards: Tensor, mine: range, a: AlgorithmConfig) -> Tensor:
+    """This rank's advantages [p, G] computed over the whole round's rewards, so `scale: batch` spans every rank."""
+    everyone = torch.cat(all_gather_objects(rewards)) if world_size() > 1 else rewards  # [P, G]
+    return compute_advantages(everyone, a)[mine.start:mine.stop]
 
 
 def compute_advantages(rewards: Tensor, a: AlgorithmConfig) -> Tensor:
@@ -143,17 +174,36 @@ def _subset(batch: Batch, groups: list[int]) -> Batch:
     scores = Scores(batch.scores.per_function[rows], batch.scores.total[rows], batch.scores.names,
                     batch.scores.errors, {k: v[rows] for k, v in batch.scores.diagnostics.items()})
     return Batch(select_groups(batch.rollout, groups), [batch.rows[p] for p in groups], scores,
-                 batch.rewards[groups], batch.advantages[groups])
+                 batch.rewards[groups], batch.advantages[groups],
+                 origin=[batch.origin[p] for p in groups] if batch.origin else [])
 
 
 def _merge(batches: list[Batch], pad_id: int) -> Batch:
-    batches = [b for b in batches if b.rows]
+    batches = [b for b in batches if b.rows] or batches[:1]  # a rank may have kept no group at all
     scores = Scores(torch.cat([b.scores.per_function for b in batches]), torch.cat([b.scores.total for b in batches]),
                     batches[0].scores.names, batches[0].scores.errors,
                     {k: torch.cat([b.scores.diagnostics[k] for b in batches]) for k in batches[0].scores.diagnostics
                      if all(k in b.scores.diagnostics for b in batches)})
     return Batch(concat_rollouts([b.rollout for b in batches], pad_id), [r for b in batches for r in b.rows], scores,
-                 torch.cat([b.rewards for b in batches]), torch.cat([b.advantages for b in batches]))
+                 torch.cat([b.rewards for b in batches]), torch.cat([b.advantages for b in batches]),
+                 origin=[o for b in batches for o in b.origin])
+
+
+def gather_batch(batch: Batch, pad_id: int) -> Batch:
+    """Every rank's groups in one batch, ordered as one process would hold them (by sampling round, then index):
+    what metrics, samples.jsonl and the difficulty filter see. The identity on one process."""
+    if world_size() == 1:
+        return batch
+    parts = all_gather_objects(batch)
+    merged = _merge(parts, pad_id)
+    order = sorted(range(len(merged.rows)), key=lambda p: merged.origin[p])
+    whole = _subset(merged, order)
+    errors: dict[str, int] = {}
+    for part in parts:
+        for name, count in part.scores.errors.items():
+            errors[name] = errors.get(name, 0) + count
+    whole.scores.errors, whole.sampling = errors, batch.sampling
+    return whole
 
 
 def _needs_old_logprobs(cfg: Config) -> bool:
@@ -217,6 +267,8 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
     sums: dict[str, float] = {}
     total_loss = 0.0
     health = HealthTokens()  # per-token KL and sampler/trainer gap over the whole optimizer step
+    batch_count = all_sum(agg_count(a.agg, loss_mask[rows]))  # distributed: tokens/sequences on every rank
+    batch_tokens = all_sum(agg_count("token-mean", loss_mask[rows]))  # logged stats are token means
     for mb in micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask):
         with policy.training_precision():
             logp, entropy = _logprobs(policy.model, mb, cfg, cfg.rollout.temperature)
@@ -233,8 +285,8 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
                                   eps_low=a.eps_low, eps_high=a.eps_high, agg=a.agg,
                                   max_tokens=cfg.rollout.max_new_tokens, ref_logp=ref, beta=a.beta,
                                   kl_estimator=a.kl_estimator, is_weights=is_weights, dual_clip=a.dual_clip)
-        share = loss_share(a.agg, loss_mask[rows], mb.completion_mask)
-        token_share = loss_share("token-mean", loss_mask[rows], mb.completion_mask)  # stats are token means
+        share = agg_count(a.agg, mb.completion_mask) / max(batch_count, 1)
+        token_share = agg_count("token-mean", mb.completion_mask) / max(batch_tokens, 1)
         (loss * share).backward()
         total_loss += float(loss.detach()) * share
         valid = mask.sum().clamp(min=1)
@@ -242,6 +294,9 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
         for k, v in stats.items():
             v = float(v)
             sums[k] = max(sums.get(k, v), v) if k.endswith("_max") else sums.get(k, 0.0) + v * token_share
+    sum_gradients(policy.trainable_parameters())  # distributed: the whole batch's gradient on every rank
+    maxima = {k: all_max(v) for k, v in sums.items() if k.endswith("_max")}
+    total_loss, sums = all_sum(total_loss), all_sum_dict(sums) | maxima
     grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.train.max_grad_norm))
     finite = math.isfinite(total_loss) and math.isfinite(grad_norm)
     if finite:
