@@ -166,7 +166,7 @@ def evaluate(model: Any, dataset: Any = None, *, rewards: Sequence[RewardItem] |
         label, preloaded, run_rewards = _eval_model(model, tokenizer)
         if dataset is not None:
             data_file = write_rows(as_rows(dataset, "dataset"), Path(tmp) / "heldout.jsonl", "dataset")
-            overrides += data_overrides(str(data_file), build_config(config_path, overrides).data, "heldout")
+            overrides += data_overrides(str(data_file), build_config(config_path, overrides), "heldout")
         cfg = base_config(label, config_path, overrides)
         samples = (max(ks) if ks else cfg.eval.samples) if samples is None else samples
         if ks and max(ks) > samples:

@@ -27,7 +27,7 @@ def test_reward_exactly_at_the_threshold_is_a_success(tiny, tiny_config):
 def test_per_problem_pass_at_k_uses_each_k():
     row = {"prompt": "What is 1 + 1?", "answer": "2"}
     sampled = {"n": 4, "correct": 1, "mean_reward": 0.25, "rewards": {"f": 0.25}}
-    record = problem_record(row, False, sampled, [1, 2, 3, 4, 8])
+    record = problem_record(row, {"correct": False}, sampled, [1, 2, 3, 4, 8])
     # 1 - C(n - c, k) / C(n, k) with n = 4, c = 1: 1 - 3/4, 1 - 3/6, 1 - 1/4, 1 - 0; k = 8 > n is left out
     assert record["pass@k"] == pytest.approx({"1": 0.25, "2": 0.5, "3": 0.75, "4": 1.0})
     assert record["pass_rate"] == 0.25 and record["n"] == 4 and record["correct"] == 1

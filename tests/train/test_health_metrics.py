@@ -47,7 +47,7 @@ def _rows(run: Path) -> list[dict]:
 
 def test_health_metrics_in_a_tiny_run(tiny_config, tmp_path):
     reward = f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]"
-    fp32 = tiny_config(reward, "algorithm.beta=0.1", "train.learning_rate=0.05")
+    fp32 = tiny_config(reward, "algorithm.beta=0.1", "train.learning_rate=0.05", "train.seed=1")
     train(fp32, tmp_path / "fp32")
     rows = _rows(tmp_path / "fp32")
     # step 1: the LoRA B matrices are 0, so policy == reference on every token
