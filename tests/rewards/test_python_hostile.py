@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from groupwise.rewards import sandbox as sb
 from groupwise.rewards.registry import resolve_reward
 
 ADD_TESTS = ["assert add(1, 2) == 3", "assert add(0, 5) == 5", "assert add(-2, 2) == 0"]
@@ -63,16 +62,6 @@ def fenced(code: str) -> str:
 @pytest.fixture(scope="module")
 def reward():
     return resolve_reward("code_tests", {"sandbox": {"timeout_s": 5}})
-
-
-@pytest.fixture(params=["bwrap", "rlimits only"])
-def isolation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """With bubblewrap, and in the sandbox's fallback without it."""
-    if request.param == "bwrap" and not sb.bwrap_available():
-        pytest.skip("bubblewrap does not work here")
-    if request.param != "bwrap":
-        monkeypatch.setattr(sb, "_PROBE", sb._Probe(done=True, ok=False, reason="disabled by the test"))
-    return str(request.param)
 
 
 def test_every_exit_frame_and_object_attack_scores_zero(reward, isolation) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from groupwise.rewards import sandbox as sb
 from groupwise.rewards.registry import resolve_reward
 from groupwise.rewards.rust import RustRunner, has_clippy
 from groupwise.rewards.sandbox import SandboxLimits
@@ -73,16 +72,6 @@ pub fn add(a: i64, b: i64) -> i64 { a + b + BIG[0] as i64 - 7 }""",
 
 def fenced(code: str) -> str:
     return f"```rust\n{code}\n```"
-
-
-@pytest.fixture(params=["bwrap", "rlimits only"])
-def isolation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """With bubblewrap, and in the fallback without it (rlimits, the slot's uid when root)."""
-    if request.param == "bwrap" and not sb.bwrap_available():
-        pytest.skip("bubblewrap does not work here")
-    if request.param != "bwrap":
-        monkeypatch.setattr(sb, "_PROBE", sb._Probe(done=True, ok=False, reason="disabled by the test"))
-    return str(request.param)
 
 
 def test_every_attack_scores_zero_and_honest_code_scores_one(tmp_path: Path, isolation: str) -> None:
