@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from groupwise.api_inputs import (
-    PromptBook,
     RewardItem,
-    TrlReward,
     as_rows,
     build_rewards,
     dataset_overrides,
@@ -92,22 +90,21 @@ def train(config: ConfigLike = None, overrides: Sequence[str] = (), *, dataset: 
     if resume:
         cfg, folder, created = _resumed(config, overrides, dataset, heldout, run_dir)
     else:
-        from groupwise.cli.main import prepare_run_dir
+        from groupwise.train.run_dir import prepare_run_dir
 
         cfg = resolve_config(config, overrides)
         created = not (run_dir is not None and Path(run_dir).exists())
         folder = prepare_run_dir(Path(run_dir) if run_dir is not None else None, overwrite)
     try:
         cfg = _with_dataset(cfg, dataset, heldout, folder)
-        book = PromptBook(_book_rows(cfg), cfg)
+        _check_rows(cfg)
         functions = None
         if rewards is not None:
-            functions, entries = build_rewards(rewards, reward_weights, cfg, book)
+            functions, entries = build_rewards(rewards, reward_weights, cfg)
             cfg = cfg.override([f"rewards.functions={json.dumps(entries)}"])
         elif reward_weights is not None:
             raise GroupwiseError("reward_weights= needs rewards=", "pass rewards=[...] with one weight each")
         model, tokenizer = _model_for(model, tokenizer, cfg)
-        book.tokenizer = tokenizer
         inputs = TrainInputs(rewards=functions, model=model, tokenizer=tokenizer, on_step=on_step)
     except BaseException:
         if not resume:
@@ -153,7 +150,6 @@ def evaluate(model: Any, dataset: Any = None, *, rewards: Sequence[RewardItem] |
         report, each <= samples (default 1, 8, 64 where <= samples).
     Returns the dict `groupwise eval` writes as summary.json: "greedy_accuracy", "pass@K" for each k, ...
     """
-    from groupwise.data.source import load_rows
     from groupwise.evaluate.data_spec import base_config, data_overrides
     from groupwise.evaluate.eval_command import run_eval
     from groupwise.evaluate.passk_eval import DEFAULT_KS, parse_ks, usable_ks
@@ -178,9 +174,7 @@ def evaluate(model: Any, dataset: Any = None, *, rewards: Sequence[RewardItem] |
             preloaded = (loaded, loaded_tokenizer)
         else:
             preloaded = prepare_model(preloaded[0], preloaded[1], cfg)
-        book = PromptBook(load_rows(cfg.data, "heldout"), cfg)
-        book.tokenizer = preloaded[1]
-        functions = _eval_rewards(rewards, reward_weights, run_rewards, cfg, book)
+        functions = _eval_rewards(rewards, reward_weights, run_rewards, cfg)
         result = run_eval(label, config_path, overrides, problems=problems, samples=samples, ks=ks,
                           out=Path(out) if out is not None else None, console=console,
                           preloaded=(preloaded[0].eval(), preloaded[1]), rewards=functions)
@@ -261,7 +255,7 @@ def _with_dataset(cfg: Config, dataset: Any, heldout: Any, folder: Path) -> Conf
     return cfg.override(dataset_overrides(train_file.resolve(), heldout_file.resolve() if heldout_file else None))
 
 
-def _book_rows(cfg: Config) -> list[dict[str, Any]]:
+def _check_rows(cfg: Config) -> list[dict[str, Any]]:
     """Training and held-out rows, loaded (and checked) before any model loads."""
     from groupwise.data.source import load_rows
 
@@ -295,12 +289,11 @@ def _eval_model(model: Any, tokenizer: Any) -> tuple[str, tuple[Any, Any] | None
     return getattr(model, "name_or_path", "") or "model", (model, tokenizer), None
 
 
-def _eval_rewards(rewards, weights, run_rewards, cfg: Config, book: PromptBook) -> list[RewardFunction] | None:
+def _eval_rewards(rewards, weights, run_rewards, cfg: Config) -> list[RewardFunction] | None:
     if rewards is not None:
-        return build_rewards(rewards, weights, cfg, book)[0]
+        return build_rewards(rewards, weights, cfg)[0]
     if weights is not None:
         raise GroupwiseError("reward_weights= needs rewards=", "pass rewards=[...] with one weight each")
     if not run_rewards:
         return None
-    return [RewardFunction(f.name, TrlReward(f.fn.fn, book) if isinstance(f.fn, TrlReward) else f.fn, f.weight)
-            for f in run_rewards]
+    return list(run_rewards)

@@ -11,7 +11,6 @@ import importlib
 import inspect
 import json
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,41 +77,6 @@ def dataset_overrides(train_file: Path, heldout_file: Path | None) -> list[str]:
 # ---- rewards ----------------------------------------------------------------------------------------------
 
 
-class PromptBook:
-    """Rendered prompt text -> the row's own prompt (a string, or a list of messages), as TRL passes it."""
-
-    def __init__(self, rows: list[Row], cfg: Config) -> None:
-        self.rows, self.cfg, self.tokenizer = rows, cfg, None
-        self._map: dict[str, Any] | None = None
-        self._lock = threading.Lock()
-
-    def raw(self, text: str) -> Any:
-        if self.tokenizer is None:
-            return text
-        with self._lock:
-            if self._map is None:
-                from groupwise.train.loop import render_all
-
-                texts = render_all(self.rows, self.tokenizer, self.cfg)
-                self._map = {t: row["prompt"] for t, row in zip(texts, self.rows, strict=True) if "prompt" in row}
-        return self._map.get(text, text)
-
-
-class TrlReward:
-    """A Python reward callable called as TRL calls it: the rows' own prompts; for a conversational prompt
-    (a list of messages), each completion as [{"role": "assistant", "content": text}]."""
-
-    def __init__(self, fn: Callable[..., Any], book: PromptBook) -> None:
-        self.fn, self.book = fn, book
-        self.__name__ = callable_name(fn)
-
-    def __call__(self, prompts, completions, completion_ids=None, **columns):
-        raw = [self.book.raw(p) for p in prompts]
-        shaped = [[{"role": "assistant", "content": c}] if isinstance(p, list) else c
-                  for p, c in zip(raw, completions, strict=True)]
-        return self.fn(prompts=raw, completions=shaped, completion_ids=completion_ids, **columns)
-
-
 def callable_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
 
@@ -148,9 +112,10 @@ def _spec(item: RewardItem, index: int) -> RewardSpec:
                          "give reward functions (callables), built-in names or {'name': ..., 'params': ...}")
 
 
-def build_rewards(items: Sequence[RewardItem], weights: Sequence[float] | None, cfg: Config,
-                  book: PromptBook) -> tuple[list[RewardFunction], list[dict[str, Any]]]:
-    """Reward functions for the loop, and the entries config.yaml records for them."""
+def build_rewards(items: Sequence[RewardItem], weights: Sequence[float] | None,
+                  cfg: Config) -> tuple[list[RewardFunction], list[dict[str, Any]]]:
+    """Reward functions for the loop, and the entries config.yaml records for them. Callables get TRL's
+    inputs (``RewardFunction.trl_inputs``), as `module:function` entries in a config do."""
     if isinstance(items, str) or callable(items) or not isinstance(items, Sequence):
         raise GroupwiseError(f"rewards= is a {type(items).__name__}, not a list",
                              "pass rewards=[fn, 'answer_match', ...]")
@@ -171,7 +136,7 @@ def build_rewards(items: Sequence[RewardItem], weights: Sequence[float] | None, 
             if inspect.isclass(item):
                 raise GroupwiseError(f"rewards[{index}] is the class {item.__name__}",
                                      "pass an instance or a function")
-            fn = RewardFunction(callable_name(item), TrlReward(item, book), 1.0 if weight is None else weight)
+            fn = RewardFunction(callable_name(item), item, 1.0 if weight is None else weight, trl_inputs=True)
             entries.append({"name": callable_reference(item), "weight": fn.weight})
         else:
             spec = _spec(item, index)

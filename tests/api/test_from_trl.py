@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import groupwise
@@ -60,3 +61,29 @@ def test_standard_format_prompts_are_the_rows_own(tmp_path, one_thread):
     groupwise.train(None, TINY + ["train.steps=1"], dataset=rows, rewards=[echo], run_dir=tmp_path / "run")
     assert {p for p, _ in seen} <= {row["prompt"] for row in rows}  # not the chat-templated text
     assert all(isinstance(c, str) for _, c in seen)
+
+
+def test_a_reward_named_in_yaml_gets_the_same_inputs_as_a_callable(tmp_path, one_thread):
+    """A user's `file.py:function` reward sees what a Python callable sees: the row's own messages and
+    assistant-message completions (not the chat-templated text)."""
+    from groupwise.config.load import build_config
+    from groupwise.train.loop import train
+
+    module = tmp_path / "my_rewards.py"
+    module.write_text("import json\n"
+                      f"LOG = {str(tmp_path / 'seen.jsonl')!r}\n"
+                      "def spy(prompts, completions, answer, **kwargs):\n"
+                      "    with open(LOG, 'a') as out:\n"
+                      "        for p, c, a in zip(prompts, completions, answer):\n"
+                      "            out.write(json.dumps([p, c, a]) + '\\n')\n"
+                      "    return [0.0] * len(completions)\n")
+    data = "tests/fixtures/chat.jsonl"
+    cfg = build_config(None, [*TINY, "train.steps=1", f"data.path={data}",
+                              f'rewards.functions=[{{"name": "{module}:spy"}}]'])
+    train(cfg, tmp_path / "run")
+    rows = {json.dumps(row["prompt"]): row["answer"] for row in map(json.loads, open(data))}
+    seen = [json.loads(line) for line in (tmp_path / "seen.jsonl").read_text().splitlines()]
+    assert len(seen) == 4 * 4
+    for prompt, completion, answer in seen:
+        assert rows[json.dumps(prompt)] == answer  # the row's own message list, with its own answer
+        assert completion[0]["role"] == "assistant" and isinstance(completion[0]["content"], str)

@@ -158,8 +158,8 @@ def test_there_are_at_least_25_cases():
 
 
 def test_a_full_disk_is_reported_before_training(tmp_path, monkeypatch):
-    from groupwise.cli.main import prepare_run_dir
     from groupwise.errors import GroupwiseError
+    from groupwise.train.run_dir import prepare_run_dir
 
     def full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from groupwise.errors import GroupwiseError
+from groupwise.rewards import sandbox as sb
 from groupwise.rewards.registry import resolve_reward
-from groupwise.rewards.rust import RustRunner, has_clippy
+from groupwise.rewards.rust import RustRunner, find_toolchain, has_clippy
 from groupwise.rewards.sandbox import SandboxLimits
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")]
@@ -75,7 +77,12 @@ def fenced(code: str) -> str:
 
 
 def test_every_attack_scores_zero_and_honest_code_scores_one(tmp_path: Path, isolation: str) -> None:
-    reward = resolve_reward("code_tests", {"language": "rust", "target_dir": str(tmp_path), "workers": 2})
+    params = {"language": "rust", "target_dir": str(tmp_path), "workers": 2}
+    if sb.root_fallback() and not sb.world_reachable([find_toolchain().sysroot, str(tmp_path)]):
+        with pytest.raises(GroupwiseError, match="will not run model-written code as root"):
+            resolve_reward("code_tests", params)  # root, no bwrap, a toolchain only root can run: refused
+        return
+    reward = resolve_reward("code_tests", params)
     honest = {"correct": CORRECT, "prints without a newline":
               "pub fn add(a: i64, b: i64) -> i64 {\n    print!(\"x\");\n    a + b\n}"}
     samples = {**honest, **ATTACKS}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -32,15 +33,17 @@ def run_py(code: str, **limits: object) -> sb.SandboxResult:
 
 
 def sandbox_pids() -> list[int]:
-    """Processes running as one of the sandbox uids (only meaningful when we are root)."""
+    """Live processes running as one of the sandbox uids (only meaningful when we are root). Zombies do not
+    count: an orphan whose parent was killed is reaped by init, on its own schedule."""
     pids = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 uid = entry.stat().st_uid
-            except OSError:
+                state = Path(entry.path, "stat").read_text().rpartition(")")[2].split()[0]
+            except (OSError, IndexError):
                 continue
-            if sb._UID_BASE <= uid < sb._UID_BASE + sb._POOL_SIZE:
+            if sb._UID_BASE <= uid < sb._UID_BASE + sb._POOL_SIZE and state != "Z":
                 pids.append(int(entry.name))
     return pids
 
@@ -291,3 +294,44 @@ def test_require_without_bwrap_is_a_clear_error(no_bwrap: None) -> None:
     assert "apt-get install -y bubblewrap" in str(err.value)
     with pytest.raises(GroupwiseError, match="sandbox.require: false"):
         resolve_reward("code_tests", {"sandbox": {"require": True}})
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the uid drop of the fallback happens only when groupwise is root")
+def test_fallback_as_root_runs_code_as_the_slots_uid_and_kill_all_reaches_only_it(no_bwrap: None) -> None:
+    bystander = subprocess.Popen(["sleep", "60"])  # a host process of ours that kill(-1) would hit as root
+    try:
+        result = run_py("import os, signal\nprint(os.getuid(), os.geteuid())\nos.kill(-1, signal.SIGKILL)\n")
+        uids = [int(u) for u in result.stdout.split()]
+        assert len(uids) == 2 and all(sb._UID_BASE <= u < sb._UID_BASE + sb._POOL_SIZE for u in uids)
+        assert bystander.poll() is None  # still alive: the program could only signal its own uid
+    finally:
+        bystander.kill()
+        bystander.wait()
+    assert not sandbox_pids()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="only root could run a program that an unprivileged uid cannot reach")
+def test_fallback_as_root_refuses_a_program_only_root_can_reach(no_bwrap: None) -> None:
+    hidden = Path(tempfile.mkdtemp(dir="/var/tmp"))  # not under /tmp, which the fallback maps to the box's
+    try:
+        hidden.chmod(0o700)
+        tool = hidden / "tool"
+        tool.write_text("#!/bin/sh\nid -u\n")
+        tool.chmod(0o755)
+        with pytest.raises(GroupwiseError, match="will not run model-written code as root") as err:
+            sb.run_sandboxed([str(tool)], {}, sb.SandboxLimits())
+        assert "apt-get install -y bubblewrap" in str(err.value)
+        hidden.chmod(0o711)  # now the slot's uid can reach it: it runs, as that uid
+        result = sb.run_sandboxed([str(tool)], {}, sb.SandboxLimits())
+        assert result.ok and int(result.stdout) >= sb._UID_BASE
+    finally:
+        shutil.rmtree(hidden)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the interpreter choice matters only when the fallback drops to a uid")
+def test_fallback_as_root_picks_an_interpreter_every_uid_can_run(no_bwrap: None) -> None:
+    binary, binds = python_interpreter()
+    assert sb.world_reachable([binary, *binds])
+    result = sb.run_sandboxed([binary, "-I", "-S", "-c", "import sys; print(sys.version_info[:2])"], {},
+                              sb.SandboxLimits(), extra_ro_binds=binds)
+    assert result.ok and result.stdout.strip() == str(tuple(__import__("sys").version_info[:2]))

@@ -108,7 +108,7 @@ def test_forked_children_and_tmp_share_one_memory_limit(mode: str, clean_host: o
     code = """
         import os, time
         MB = 1024 * 1024
-        open("/tmp/blob", "wb").write(b"\\1" * 60 * MB)
+        open(os.path.join(os.environ["TMPDIR"], "blob"), "wb").write(b"\\1" * 60 * MB)  # the box's /tmp
         ends = []
         for _ in range(4):
             r, w = os.pipe()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +15,7 @@ from groupwise.cli.quiet import VERBOSE_HELP, quiet_third_party
 from groupwise.config.load import build_config
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.commands import register_evaluate_commands
+from groupwise.train.run_dir import prepare_run_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GRPO post-training with verifiable rewards.")
@@ -26,27 +25,6 @@ SET_HELP = "Override one config value: section.key=value (repeatable), e.g. --se
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML config; omitted: the embedded default job.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)]
 VerboseOption = Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)]
-
-
-def prepare_run_dir(run_dir: Path | None, overwrite: bool) -> Path:
-    """A fresh run folder: never reuse one silently."""
-    run_dir = run_dir or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise GroupwiseError(f"run folder '{run_dir}' exists and is not a folder", "choose another --run-dir")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise GroupwiseError(f"run folder '{run_dir}' already exists",
-                                 "pass --resume to continue it, --overwrite to replace it, or another --run-dir")
-        shutil.rmtree(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise GroupwiseError(f"cannot write to run folder '{run_dir}': {err.strerror}",
-                             "choose a writable --run-dir with free space") from err
-    return run_dir
 
 
 @app.command()

@@ -15,7 +15,7 @@ from typing import Any
 from groupwise.data.tests_column import InvalidTestsError, parse_tests
 from groupwise.errors import GroupwiseError
 from groupwise.rewards.extract import completion_text, extract_code, names_used_by_tests
-from groupwise.rewards.pyexec import run_python_tests, run_python_tests_in_process
+from groupwise.rewards.pyexec import python_interpreter, run_python_tests, run_python_tests_in_process
 from groupwise.rewards.registry import register_reward
 from groupwise.rewards.rust import DEFAULT_COMPILE_TIMEOUT_S, RustRunner, has_clippy
 from groupwise.rewards.sandbox import SandboxLimits, ensure_isolation, sandbox_limits
@@ -127,6 +127,7 @@ def make_code_tests(language: str = "python", sandbox: dict[str, Any] | None = N
     if language == "rust":
         run = RustRunner(limits, target_dir, compile_timeout_s).test
     else:
+        python_interpreter()  # root without bwrap and no interpreter an unprivileged uid can run: fail now
         python = run_python_tests if harness == "separate" else run_python_tests_in_process
         run = lambda code, tests: python(code, tests, limits)  # noqa: E731
 

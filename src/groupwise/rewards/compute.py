@@ -24,6 +24,17 @@ class RewardFunction:
     name: str
     fn: RewardFn
     weight: float
+    trl_inputs: bool = False  # user code (a Python callable, module:function): called with TRL's inputs
+
+
+def trl_inputs(prompts: list, completions: list[str], raw_prompts: list | None) -> tuple[list, list]:
+    """What TRL hands a reward function: each row's own prompt (a string, or a list of messages) and, for a
+    conversational prompt, each completion as [{"role": "assistant", "content": text}]."""
+    if raw_prompts is None:
+        return prompts, completions
+    shaped = [[{"role": "assistant", "content": c}] if isinstance(p, list) else c
+              for p, c in zip(raw_prompts, completions, strict=True)]
+    return raw_prompts, shaped
 
 
 @dataclass
@@ -45,7 +56,7 @@ def build_reward_functions(specs: Sequence[Any], sandbox: dict[str, Any] | None 
             if "sandbox" in factory_params and "sandbox" not in params:
                 params["sandbox"] = sandbox
         functions.append(RewardFunction(_unique(spec.name, functions), resolve_reward(spec.name, params),
-                                        spec.weight))
+                                        spec.weight, trl_inputs=":" in spec.name))
     return functions
 
 
@@ -132,16 +143,23 @@ def _locate_failure(fn: RewardFn, prompts, completions, completion_ids, columns)
 
 def score_batch(functions: list[RewardFunction], prompts: list, completions: list[str],
                 completion_ids: list[list[int]] | None, columns: dict[str, list], *, workers: int = 4,
-                timeout_s: float = 30.0, on_error: str = "raise") -> Scores:
-    """Score N completions with every function (in parallel); columns are aligned with completions."""
+                timeout_s: float = 30.0, on_error: str = "raise", raw_prompts: list | None = None) -> Scores:
+    """Score N completions with every function (in parallel); columns are aligned with completions.
+
+    Built-ins get the rendered prompt texts; user functions (``trl_inputs``) get ``raw_prompts``, the rows'
+    own prompts, as TRL passes them.
+    """
     n = len(completions)
     table = torch.full((n, len(functions)), math.nan)
     errors: dict[str, int] = {}
     diagnostics: dict[str, Tensor] = {}
+    user_inputs = trl_inputs(prompts, completions, raw_prompts)
+    inputs = [user_inputs if f.trl_inputs else (prompts, completions) for f in functions]
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(functions))))
     try:
-        futures = [pool.submit(_call, f.fn, prompts, completions, completion_ids, columns) for f in functions]
-        for j, (f, future) in enumerate(zip(functions, futures, strict=True)):
+        futures = [pool.submit(_call, f.fn, p, c, completion_ids, columns)
+                   for f, (p, c) in zip(functions, inputs, strict=True)]
+        for j, (f, future, (p, c)) in enumerate(zip(functions, futures, inputs, strict=True)):
             try:
                 values = future.result(timeout=timeout_s)
                 table[:, j] = torch.tensor(_checked(f.name, values, n))
@@ -152,9 +170,9 @@ def score_batch(functions: list[RewardFunction], prompts: list, completions: lis
                 _handle(f.name, None, f"took longer than {timeout_s:g}s", on_error, errors, n)
                 table[:, j] = 0.0
             except Exception:  # noqa: BLE001 - user code: locate, then raise one clear line or count
-                index, err = _locate_failure(f.fn, prompts, completions, completion_ids, columns)
+                index, err = _locate_failure(f.fn, p, c, completion_ids, columns)
                 _handle(f.name, index, f"{type(err).__name__}: {err}", on_error, errors, 1 if index >= 0 else n)
-                table[:, j] = _per_sample_or_zero(f.fn, prompts, completions, completion_ids, columns)
+                table[:, j] = _per_sample_or_zero(f.fn, p, c, completion_ids, columns)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     weights = torch.tensor([f.weight for f in functions])

@@ -23,19 +23,46 @@ from functools import lru_cache
 from pathlib import Path
 
 from groupwise.rewards import pyinproc, pyrpc
-from groupwise.rewards.sandbox import SandboxLimits, SandboxResult, Slot, acquire_slot, run_sandboxed
+from groupwise.rewards.sandbox import (
+    SandboxLimits,
+    SandboxResult,
+    Slot,
+    acquire_slot,
+    check_not_root,
+    root_fallback,
+    run_sandboxed,
+    world_reachable,
+)
 from groupwise.rewards.verdict import Verdict
 
 CHANNEL = "/chan"  # where both sandboxes see the FIFO dir
 _FLAGS = ("-I", "-S", "-B")  # isolated, no site-packages (stdlib only, 5x faster start), no .pyc writes
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"  # where a system interpreter of our version is looked for
 _PAIR = threading.Lock()  # two slots per sample, taken together: no hold-and-wait between samples
 
 
-@lru_cache(maxsize=1)
 def python_interpreter() -> tuple[str, tuple[str, ...]]:
-    """The real interpreter binary (not the venv shim: no site-packages) and the dirs to bind for it."""
+    """The real interpreter binary (not the venv shim: no site-packages) and the dirs to bind for it.
+
+    Root without bubblewrap: the sandbox runs programs as an unprivileged uid, so when ours sits where that
+    uid cannot reach (a pyenv under a 0700 /root) take the system's interpreter of the same version instead;
+    with none, raise (``check_not_root``): model code never runs as root.
+    """
+    return _interpreter(root_fallback())
+
+
+@lru_cache(maxsize=2)
+def _interpreter(unprivileged: bool) -> tuple[str, tuple[str, ...]]:
     binary = os.path.realpath(sys.executable)
     binds = tuple(dict.fromkeys([sys.base_prefix, os.path.dirname(binary)]))
+    if not unprivileged or world_reachable([binary, *binds]):
+        return binary, binds
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system = shutil.which(version, path=_DEFAULT_PATH)
+    if system is not None and world_reachable([os.path.realpath(system)]):
+        real = os.path.realpath(system)
+        return real, (os.path.dirname(os.path.dirname(real)),)
+    check_not_root([binary, *binds], f"the Python interpreter ({version})")
     return binary, binds
 
 

@@ -164,6 +164,8 @@ class RustRunner:
         self.toolchain = find_toolchain()
         self.limits = limits
         self.root = Path(target_dir) if target_dir is not None else default_target_dir()
+        sb.check_not_root([self.toolchain.rustc, self.toolchain.sysroot, str(self.root)],  # at startup
+                          "the Rust toolchain and its build dir (params.target_dir)")
         self.compile_limits = replace(limits, timeout_s=compile_timeout_s, cpu_s=max(1, int(compile_timeout_s)),
                                       memory_mb=max(limits.memory_mb, 1024),
                                       max_processes=max(limits.max_processes, 256),

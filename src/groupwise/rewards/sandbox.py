@@ -3,9 +3,10 @@ a cgroup per run (memory, processes, CPU over the whole tree), a seccomp filter,
 
 Without bubblewrap the program still gets the cgroup, the seccomp filter (which then also denies IP sockets),
 rlimits, its own session and a wall-clock kill (weaker: it can read world-readable files). When run as root,
-every sandbox runs as a dedicated unprivileged uid of its slot; slots are locked across processes (``_slots``)
-so leftovers are killed by uid and cgroup without touching another process's sandboxes. docs/sandbox.md has
-the threat model.
+every sandbox runs as a dedicated unprivileged uid of its slot (without bubblewrap a program that such a uid
+could not even start, e.g. an interpreter under a 0700 /root, is refused rather than run as root); slots are
+locked across processes (``_slots``) so leftovers are killed by uid and cgroup without touching another
+process's sandboxes. docs/sandbox.md has the threat model.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from groupwise.rewards._fs import as_bytes, remove_tree, safe_name, write_files
 from groupwise.rewards._proc import SandboxResult, _cleanup_uid, spawn_and_collect
 from groupwise.rewards._slots import Slot, SlotPool
 
-__all__ = ["BOX", "SandboxLimits", "SandboxResult", "Slot", "acquire_slot", "bwrap_available", "chown_tree",
-           "ensure_isolation", "run_sandboxed", "runs_as_slot_uid", "sandbox_limits"]
+__all__ = ["BOX", "SandboxLimits", "SandboxResult", "Slot", "acquire_slot", "bwrap_available", "check_not_root",
+           "chown_tree", "ensure_isolation", "root_fallback", "run_sandboxed", "runs_as_slot_uid", "sandbox_limits",
+           "world_reachable"]
 
 log = logging.getLogger(__name__)
 BOX = "/box"  # the work dir inside the sandbox (a size-capped tmpfs; without bwrap a host dir)
@@ -197,13 +199,31 @@ def run_sandboxed(argv: list[str], files: Mapping[str, str | bytes], limits: San
     return _run(argv, files, limits, slot, extra_ro_binds, writable_dirs, env, stdin, use_bwrap)
 
 
+def root_fallback() -> bool:
+    """Whether sandboxes run without bubblewrap while we are root (each must then drop to its slot's uid)."""
+    return os.geteuid() == 0 and not bwrap_available()
+
+
+def check_not_root(paths: Sequence[Bind], what: str) -> None:
+    """Raise when, root without bubblewrap, a slot's unprivileged uid could not reach ``paths``: the program
+    would have to run as root, which the sandbox refuses."""
+    if root_fallback() and not world_reachable(paths):
+        raise GroupwiseError(
+            f"without bubblewrap the sandbox runs {what} as an unprivileged uid, but that uid cannot reach "
+            f"{', '.join(p if isinstance(p, str) else p[0] for p in paths)} (a parent dir is not o+x), and it "
+            "will not run model-written code as root",
+            "install bubblewrap (apt-get install -y bubblewrap), run groupwise as a non-root user, or install "
+            f"{what} where every user can read it (e.g. under /usr or /opt)")
+
+
 def runs_as_slot_uid(slot: Slot, argv0: str, ro_binds: Sequence[Bind] = ()) -> bool:
     """Whether the program will run as ``slot.uid`` (else as us): decides who must own writable dirs."""
     if not slot.dedicated:
         return False
     if bwrap_available():
         return _SETPRIV is not None  # bwrap runs as root; setpriv drops the program to the slot uid
-    return _world_reachable([argv0, *(b if isinstance(b, str) else b[0] for b in ro_binds)])
+    check_not_root([argv0, *ro_binds], argv0)
+    return True  # without bwrap a root's sandbox always drops to the slot uid (or is refused above)
 
 
 def _run(argv: list[str], files: Mapping[str, str | bytes], limits: SandboxLimits, slot: Slot,
@@ -218,7 +238,7 @@ def _run(argv: list[str], files: Mapping[str, str | bytes], limits: SandboxLimit
         host, _ = _cgroup.detect()
         if host is not None:
             cgroup = _cgroup.BoxCgroup.create(host, f"{_cgroup.PREFIX}{slot.index}", limits)
-        as_slot = slot.dedicated and (_SETPRIV is not None if use_bwrap else _world_reachable([argv[0], *ro]))
+        as_slot = slot.dedicated and (_SETPRIV is not None or not use_bwrap)
         full_env = {**_DEFAULT_ENV, **(env or {})}
         pairs = [(w, w) if isinstance(w, str) else w for w in writable]
         ro_binds = [(r, r) if isinstance(r, str) else r for r in ro]
@@ -238,6 +258,8 @@ def _run(argv: list[str], files: Mapping[str, str | bytes], limits: SandboxLimit
                 chown_tree(Path(workdir), slot.uid, slot.gid)
             mapping = [(box, BOX), (tmp, "/tmp"), *pairs, *ro_binds]
             argv = [_to_host(a, mapping) for a in argv]
+            if slot.dedicated:  # root: the program runs as the slot's uid, never as root
+                check_not_root([argv[0], *(h for h, _ in [*ro_binds, *pairs])], argv[0])
             cmd, cwd = ["/bin/sh", "-c", '"$@"; exit $?', "sh", *argv], box  # sh: a parent to kill
             full_env = {k: _to_host(v, mapping) for k, v in full_env.items()}
             loader = _seccomp.loader()
@@ -245,6 +267,8 @@ def _run(argv: list[str], files: Mapping[str, str | bytes], limits: SandboxLimit
         return spawn_and_collect(cmd, limits, uid=slot.uid if drop else None, gid=slot.gid if drop else None,
                                  kill_uid=slot.uid if as_slot else None, env=full_env, cwd=cwd, stdin=stdin,
                                  sandboxed=use_bwrap, cgroup=cgroup, seccomp=loader, pass_fds=fds)
+    except GroupwiseError:
+        raise  # a setup the sandbox refuses (root without a way to drop privileges): the run's error
     except Exception as err:  # one sample's failure is its result, never the batch's
         log.warning("sandbox: run failed before or around the program: %r", err)
         return SandboxResult(126, "", f"sandbox error: {err!r}", False, False, 0.0, use_bwrap)
@@ -362,7 +386,7 @@ def _to_host(value: str, mapping: Sequence[tuple[str, str]]) -> str:
     return value
 
 
-def _world_reachable(paths: Sequence[Bind]) -> bool:
+def world_reachable(paths: Sequence[Bind]) -> bool:
     """Whether an unprivileged uid can reach every path (each parent dir o+x)."""
     for item in paths:
         raw = item if isinstance(item, str) else item[0]

@@ -151,8 +151,9 @@ def score_rollout(rollout: Rollout, rows: Rows, texts: list[str], rewards: list[
     columns.pop("prompt", None)
     ids = [seq[: int(n)].tolist() for seq, n in zip(rollout.completion_ids, rollout.lengths, strict=True)]
     prompts = [t for t in texts for _ in range(g)]
+    raw = [row.get("prompt", text) for row, text in zip(rows, texts, strict=True) for _ in range(g)]
     scores = score_batch(rewards, prompts, rollout.completions, ids, columns, workers=cfg.rewards.workers,
-                         timeout_s=cfg.rewards.timeout_s, on_error=cfg.rewards.on_error)
+                         timeout_s=cfg.rewards.timeout_s, on_error=cfg.rewards.on_error, raw_prompts=raw)
     if shaping and cfg.algorithm.soft_overlong:
         # a truncated completion counts as one token over the limit: DAPO punishes it fully (-1)
         lengths = rollout.lengths + (~rollout.ended_with_eos).long()
