@@ -233,3 +233,47 @@ def test_the_report_renders_in_headless_chromium(grid, tmp_path):
     page = (grid / "out" / "report.html").as_uri()
     dom = subprocess.run(flags + ["--dump-dom", page], capture_output=True, text=True, timeout=120)
     assert 'data-images-loaded="3"' in dom.stdout, dom.stderr[-2000:]
+
+
+def test_select_variants_train_on_their_slice_of_the_pool(tmp_path, one_thread):
+    experiment = EXPERIMENT.replace("steps: 4, save_every: 2", "steps: 1").replace(
+        "seeds: [0, 1]", "seeds: [3]").replace("train_size: 64", "train_size: 16").replace(
+        "  grpo: {}\n  same: {}", "  hardest: {select: {keep: 'hardest:0.25', samples: 2}}\n"
+        "  easiest: {select: {keep: 'easiest:0.25', samples: 2}}").replace(
+        "problems: 6, samples: 4, k: [1, 2, 4]", "problems: 4, samples: 2, k: [1, 2]")
+    (tmp_path / "exp.yaml").write_text(experiment)
+    done = CliRunner().invoke(app, ["compare", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "out")])
+    assert done.exit_code == 0, done.output
+    assert "base model on 4 held-out problems: greedy accuracy" in done.stderr
+    select = tmp_path / "out" / "select"
+    assert [p.name for p in select.glob("*.difficulty.jsonl")] == ["pool-2.difficulty.jsonl"]  # estimated once
+    assert len((select / "pool-2.difficulty.jsonl").read_text().splitlines()) == 16
+    slices = {name: [json.loads(line) for line in (select / f"{name}.jsonl").read_text().splitlines()]
+              for name in ("hardest", "easiest")}
+    assert [len(rows) for rows in slices.values()] == [4, 4]
+    assert max(r["pass_rate"] for r in slices["hardest"]) <= min(r["pass_rate"] for r in slices["easiest"])
+    import yaml
+
+    config = yaml.safe_load((tmp_path / "out" / "hardest" / "seed-3" / "config.yaml").read_text())
+    assert config["data"]["path"] == str((select / "hardest.jsonl").resolve()) and config["data"]["task"] is None
+    assert config["rewards"]["functions"][0]["name"] == "format_regex"  # scored as the base config scores
+    assert config["train"]["seed"] == config["data"]["order_seed"] == 3
+    r = load(tmp_path / "out" / "results.json")
+    assert set(r["variants"]) == {"hardest", "easiest"} and r["baseline"] == "hardest"
+
+
+def test_the_example_experiments_meet_the_issue_budget():
+    from pathlib import Path
+
+    from groupwise.evaluate.compare_spec import cell_config, load_experiment
+
+    root = Path(__file__).parents[2] / "examples" / "experiments"
+    for name in ("f_grpo_group_size.yaml", "hard_examples.yaml"):
+        experiment = load_experiment(root / name)
+        assert len(experiment.seeds) >= 3 and experiment.eval.problems >= 200 and experiment.eval.samples >= 16
+        configs = [cell_config(experiment, v, 0, threads=1) for v in experiment.variants]
+        assert len({(c.rollout.prompts_per_step, c.train.steps) for c in configs}) == 1  # same prompts and steps
+        assert all(c.data.heldout_size >= 200 for c in configs)
+    focal = load_experiment(root / "f_grpo_group_size.yaml")
+    assert [(c.rollout.group_size, c.algorithm.focal_gamma) for c in
+            (cell_config(focal, v, 0, threads=1) for v in focal.variants)] == [(8, 0.0), (8, 0.5), (8, 1.0), (32, 0.0)]

@@ -62,6 +62,7 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
     base_cell = make_base_cell(experiment, base, out, threads)
     _announce(console, base_cell, "evaluating the base model")
     base_result = run_cell(base_cell, heldout, console)
+    console.print(base_line(base_result))
     per_cell = max(1, threads // parallel)
     cells = {v.name: [make_cell(experiment, v, seed, base, out, per_cell, parallel, console) for seed in
                       experiment.seeds] for v in experiment.variants}
@@ -86,6 +87,14 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
 def _announce(console: Console, cell: Cell, what: str) -> None:
     if finished(cell) is None:
         console.print(f"{what}: {cell.folder}")
+
+
+def base_line(base: dict[str, Any]) -> str:
+    """The base model's greedy accuracy and pass@1, printed before any training: is the task in range?"""
+    greedy = sum(base["greedy_correct"]) / max(len(base["greedy_correct"]), 1)
+    sampled = sum(base["n"])
+    pass1 = f", pass@1 {100 * sum(base['correct']) / sampled:.1f}%" if sampled else ""
+    return f"base model on {len(base['problems'])} held-out problems: greedy accuracy {100 * greedy:.1f}%{pass1}"
 
 
 def shared_heldout(base: Config, problems: int, path: Path, console: Console) -> list[Row]:
