@@ -92,4 +92,8 @@ def register_evaluate_commands(app: typer.Typer, console: Console) -> None:
             console.print(f"{stop}; rerun `groupwise compare {experiment} --out {out}` to resume", markup=False,
                           highlight=False, soft_wrap=True)
             raise typer.Exit(stop.exit_code) from None
+        except KeyboardInterrupt:  # during an evaluation: its finished chunks are kept in the cell's eval/
+            console.print(f"interrupted; rerun `groupwise compare {experiment} --out {out}` to resume",
+                          markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
         Console().print(f"{done['ran']} cells run now; results: {done['results']}; report: {done['report']}")

@@ -150,5 +150,7 @@ def run_cell_quietly(cell: Cell, heldout: list[Row]) -> dict[str, Any]:
         return run_cell(cell, heldout)
     except TrainingInterrupted as stop:
         return {"interrupted": str(stop), "exit_code": stop.exit_code}
+    except KeyboardInterrupt:  # Ctrl-C during the evaluation: its finished chunks are kept in eval/
+        return {"interrupted": f"{cell.folder}: evaluation interrupted", "exit_code": 130}
     except GroupwiseError as err:
         return {"error": [err.problem, err.fix]}

@@ -159,24 +159,61 @@ def select_slice(base: Config, select: dict[str, Any], out: Path, console: Conso
 
 def run_in_processes(cells: list[Cell], heldout: list[Row], parallel: int, console: Console,
                      setup: Callable[..., Any] | None, setup_args: tuple) -> None:
-    """K cells at a time, each in a fresh process (torch threads are per process); collect stops and errors."""
+    """K cells at a time, each in a fresh process (torch threads are per process). A Ctrl-C reaches every worker
+    (same process group) and SIGTERM to this process is handed on: each worker saves a checkpoint and stops,
+    no further cell starts. Then the first error, or the stop, is raised."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import signal
+    from multiprocessing.connection import wait
 
-    stops, errors = [], []
-    with ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=setup, initargs=setup_args) as pool:
-        futures = {pool.submit(run_cell_quietly, cell, heldout): cell for cell in cells}
-        for future in as_completed(futures):
-            cell, result = futures[future], future.result()
-            if "interrupted" in result:
-                stops.append(result)
-            elif "error" in result:
-                errors.append(GroupwiseError(f"{cell.folder}: {result['error'][0]}", result["error"][1]))
-            else:
-                console.print(f"finished: {cell.folder}")
-    if errors:
+    context = multiprocessing.get_context("spawn")
+    pending, running, stops, errors, received = list(cells), {}, [], [], []
+
+    def stop(signum: int, frame: object) -> None:
+        received.append(signum)
+        if signum == signal.SIGTERM:
+            for process in running:
+                os.kill(process.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while running or (pending and not received):
+            while pending and not received and len(running) < parallel:
+                cell = pending.pop(0)
+                receive, send = context.Pipe(duplex=False)
+                process = context.Process(target=_worker, args=(cell, heldout, send, setup, setup_args))
+                process.start()
+                send.close()
+                running[process] = (cell, receive)
+            wait([p.sentinel for p in running], timeout=1.0)
+            for process in [p for p in running if not p.is_alive()]:
+                cell, receive = running.pop(process)
+                result = receive.recv() if receive.poll() else None
+                process.join()
+                if result is None:
+                    errors.append(GroupwiseError(f"the worker of {cell.folder} ended with exit code "
+                                                 f"{process.exitcode} (its traceback is above)",
+                                                 "fix the cause and rerun: finished cells are kept"))
+                elif "interrupted" in result:
+                    stops.append(result)
+                elif "error" in result:
+                    errors.append(GroupwiseError(f"{cell.folder}: {result['error'][0]}", result["error"][1]))
+                else:
+                    console.print(f"finished: {cell.folder}")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if errors and not received:
         raise errors[0]
-    if stops:
-        raise CompareInterrupted(f"{len(stops)} cells stopped after saving a checkpoint; rerun the same "
-                                 "command to resume them", stops[0]["exit_code"])
+    if stops or received:
+        code = stops[0]["exit_code"] if stops else 128 + received[0]
+        raise CompareInterrupted(f"{len(stops)} cells stopped after saving a checkpoint, {len(pending)} were not "
+                                 "started", code)
+
+
+def _worker(cell: Cell, heldout: list[Row], send, setup: Callable[..., Any] | None, setup_args: tuple) -> None:
+    """One `--parallel` process: prepare (quiet libraries), run the cell, send back how it ended."""
+    if setup is not None:
+        setup(*setup_args)
+    send.send(run_cell_quietly(cell, heldout))
+    send.close()
