@@ -277,3 +277,16 @@ def test_the_example_experiments_meet_the_issue_budget():
     focal = load_experiment(root / "f_grpo_group_size.yaml")
     assert [(c.rollout.group_size, c.algorithm.focal_gamma) for c in
             (cell_config(focal, v, 0, threads=1) for v in focal.variants)] == [(8, 0.0), (8, 0.5), (8, 1.0), (32, 0.0)]
+
+
+def test_rollout_tokens_count_the_groups_dynamic_sampling_drops(tmp_path, tiny_config, one_thread):
+    from groupwise.api import run_training
+
+    # tiny-random rarely answers an addition: most groups are all-zero, so DAPO resamples and drops them
+    cfg = tiny_config("algorithm.dynamic_sampling=true", "algorithm.max_sampling_rounds=3", "train.steps=1")
+    summary = run_training(cfg, tmp_path / "run", resume=False)
+    m = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert m["sampling_rounds"] == 3 and m["groups_kept"] < 4
+    trained_on = 4 * (m["groups_kept"] or 4) * m["completion_len/mean"]  # tokens of the batch the step trained on
+    assert summary["rollout_tokens"] == m["rollout_tokens"] == m["rollout_tokens/step"] > trained_on
+    assert m["rollout_tokens/step"] <= 3 * 16 * 8  # at most 3 rounds of 4 x 4 completions of 8 tokens
