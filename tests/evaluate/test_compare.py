@@ -1,5 +1,6 @@
 """`groupwise compare`: the bootstrap by hand, results.json from known cells, bad experiment files, and a tiny-random
-grid that runs (two at a time), is skipped on a rerun, resumes an interrupted cell and renders its report."""
+grid that runs (also two cells at a time), is skipped on a rerun, resumes an interrupted cell and renders its
+report."""
 
 from __future__ import annotations
 
@@ -139,11 +140,10 @@ def load(path):
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
-    """The grid, run once two cells at a time (each in its own process)."""
+    """The grid, run once, one cell after another."""
     root = tmp_path_factory.mktemp("compare")
     (root / "exp.yaml").write_text(EXPERIMENT)
-    done = CliRunner().invoke(app, ["compare", str(root / "exp.yaml"), "--out", str(root / "out"),
-                                    "--parallel", "2"])
+    done = CliRunner().invoke(app, ["compare", str(root / "exp.yaml"), "--out", str(root / "out")])
     assert done.exit_code == 0, done.output
     assert "4 cells run now" in done.stdout
     return root
@@ -206,6 +206,20 @@ def test_a_rerun_skips_finished_cells_and_resumes_an_interrupted_one(grid, monke
     assert [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     for key in ("problems", "greedy_correct", "correct", "mean_reward", "rollout_tokens"):
         assert after[key] == before[key], key  # the resumed run is the run that was interrupted
+
+
+@pytest.mark.slow  # two fresh processes import torch and transformers
+def test_parallel_cells_equal_the_same_cells_run_one_after_another(grid, tmp_path):
+    (tmp_path / "exp.yaml").write_text(EXPERIMENT.replace("  same: {}\n", ""))
+    done = CliRunner().invoke(app, ["compare", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "out"),
+                                    "--parallel", "2"])
+    assert done.exit_code == 0, done.output
+    assert "2 at a time with 1 threads each" in done.stderr
+    for seed in (0, 1):  # each cell in its own process, one thread each, as in the sequential grid
+        parallel = load(tmp_path / "out" / "grpo" / f"seed-{seed}" / "cell.json")
+        sequential = load(grid / "out" / "grpo" / f"seed-{seed}" / "cell.json")
+        for key in ("problems", "greedy_correct", "correct", "mean_reward", "rollout_tokens"):
+            assert parallel[key] == sequential[key], (seed, key)
 
 
 def test_another_experiment_in_the_same_folder_is_refused(grid, tmp_path):
