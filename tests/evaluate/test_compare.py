@@ -89,6 +89,20 @@ def test_results_by_hand():
     assert "train_minutes" not in r["base"]
 
 
+def test_report_table_from_known_results(tmp_path):
+    from groupwise.evaluate.compare_report import build_compare_report
+
+    base = cell([0, 0], [0, 1], seed=None, variant="base")
+    curve = {"step": [1, 2], "reward/mean": [0.0, 0.5], "success_rate": [0.0, 0.5], "rollout_tokens": [10, 20]}
+    cells = {"grpo": [cell([1, 0], [2, 0], 2.0, 100) | {"curve": curve}],
+             "focal": [cell([1, 1], [4, 0], 3.0, 30000) | {"curve": curve}]}
+    r = build_results(base, cells, baseline="grpo", ks=[1, 4], samples=4, replicates=300, seeds=[0])
+    html = build_compare_report(tmp_path, r, cells).read_text()
+    assert "<td>focal</td><td>100.0% <span class='ci'>[100.0%, 100.0%]</span></td>" in html  # greedy 2 of 2
+    assert "+50.0 pts" in html and "+1.0 <span class='ci'>[+1.0, +1.0]</span>" in html  # minus grpo's 50%, 2 min
+    assert "30k" in html and html.count("src='data:image/png;base64,") == 3
+
+
 # ---- bad experiment files ------------------------------------------------------------------------------------
 
 GOOD = {"base": {"model": {"name": "tiny-random"}}, "seeds": [0, 1], "variants": {"a": {}, "b": {}}}

@@ -26,32 +26,34 @@ def _pyplot():
     return plt
 
 
-def fmt(metric: str, value: float | None) -> str:
-    """Rates as percent, minutes with one decimal, tokens as thousands."""
+def fmt(metric: str, value: float | None, difference: bool = False) -> str:
+    """Rates as percent (a difference in points), minutes with one decimal, tokens in k or M."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    sign = "+" if difference and value > 0 else ""
     if metric == "train_minutes":
-        return f"{value:.1f}"
+        return f"{sign}{value:.1f}"
     if metric == "rollout_tokens":
-        return f"{value / 1000:.0f}k"
+        size = abs(value)
+        text = f"{value / 1e6:.2f}M" if size >= 1e6 else f"{value / 1e3:.0f}k" if size >= 1e4 else f"{value:.0f}"
+        return sign + text
     if metric == "mean_reward":
-        return f"{value:.3f}"
-    return f"{100 * value:.1f}%"
+        return f"{sign}{value:.3f}"
+    return f"{sign}{100 * value:.1f}{' pts' if difference else '%'}"
 
 
-def cell_text(metric: str, entry: dict[str, Any] | None) -> str:
+def cell_text(metric: str, entry: dict[str, Any] | None, difference: bool = False) -> str:
     if not entry:
         return "-"
-    lo, hi = entry["ci95"]
-    return f"{fmt(metric, entry['mean'])} <span class='ci'>[{fmt(metric, lo)}, {fmt(metric, hi)}]</span>"
+    lo, hi = (fmt(metric, v, difference) for v in entry["ci95"])
+    return f"{fmt(metric, entry['mean'], difference)} <span class='ci'>[{lo}, {hi}]</span>"
 
 
-def table_html(rows: dict[str, dict[str, Any]], metrics: list[str], signed: bool = False) -> str:
+def table_html(rows: dict[str, dict[str, Any]], metrics: list[str], difference: bool = False) -> str:
     head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
     body = []
     for name, entries in rows.items():
-        cells = "".join(f"<td>{('+' if signed and (entries.get(m) or {}).get('mean', 0) > 0 else '')}"
-                        f"{cell_text(m, entries.get(m))}</td>" for m in metrics)
+        cells = "".join(f"<td>{cell_text(m, entries.get(m), difference)}</td>" for m in metrics)
         body.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
     return f"<table><tr><th>variant</th>{head}</tr>{''.join(body)}</table>"
 
@@ -137,7 +139,7 @@ def plot_curves(cells: dict[str, list[CellResult]], path: Path, key: str = "rewa
     if not drawn:
         plt.close(fig)
         return False
-    ax.set(title=f"Training {key} (mean over seeds; band: lowest to highest seed)", xlabel="step", ylabel=key)
+    ax.set(title=f"Training {key}: mean over seeds, band from lowest to highest", xlabel="step", ylabel=key)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -166,7 +168,7 @@ def build_compare_report(out: Path, results: dict[str, Any], cells: dict[str, li
 samples per problem for pass@k. Brackets: 95% bootstrap interval, resampling {results['bootstrap']['resamples']}
 ({results['bootstrap']['replicates']} replicates). The base model is evaluated once.</p>
 <h2>Results</h2>{table_html({"base": results["base"]} | results["variants"], metrics)}
-<h2>{diff_title}</h2>{table_html(results["differences"], metrics, signed=True)}
+<h2>{diff_title}</h2>{table_html(results["differences"], metrics, difference=True)}
 <h2>Plots</h2><div class="plots">{figures}</div>
 <script>{LOADED_SCRIPT}</script>
 </body></html>
