@@ -193,11 +193,11 @@ def test_the_grid_writes_run_folders_cells_and_results(grid):
 
 
 def test_a_rerun_skips_finished_cells_and_resumes_an_interrupted_one(grid, monkeypatch):
-    import groupwise.api
+    from groupwise.train import loop
 
     out, trained = grid / "out", []
-    real = groupwise.api.run_training
-    monkeypatch.setattr(groupwise.api, "run_training", lambda *a, **k: trained.append(k["resume"]) or real(*a, **k))
+    real = loop.train
+    monkeypatch.setattr(loop, "train", lambda *a, **k: trained.append(k["resume"]) or real(*a, **k))
     cells = sorted(out.glob("*/seed-*/cell.json")) + [out / "base" / "cell.json"]
     stamps = {p: p.stat().st_mtime_ns for p in cells}
     again = CliRunner().invoke(app, ["compare", str(grid / "exp.yaml"), "--out", str(out)])

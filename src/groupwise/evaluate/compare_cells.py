@@ -85,13 +85,22 @@ def run_cell(cell: Cell, heldout: list[Row], console=None) -> dict[str, Any]:
 
 
 def train_cell(cfg: Config, folder: Path, console=None) -> dict[str, Any]:
-    """Train to the end (resume when the folder holds a started run); a finished run is not trained again."""
-    from groupwise.api import run_training
+    """Train to the end (resume when the folder holds a started run); a finished run is not trained again.
+    A fresh start that fails before training anything leaves an empty folder, as `groupwise train` does."""
+    from groupwise.train import loop
+    from groupwise.train.checkpoint import TrainingInterrupted, discard_untrained
 
     summary_path = folder / "summary.json"
     if not summary_path.is_file():
         started = (folder / "config.yaml").is_file()
-        run_training(cfg, folder, resume=started, created=False, console=console)
+        try:
+            loop.train(cfg, folder, console=console, resume=started)
+        except TrainingInterrupted:
+            raise
+        except BaseException:
+            if not started:
+                discard_untrained(folder, created=False)
+            raise
     return json.loads(summary_path.read_text())
 
 
