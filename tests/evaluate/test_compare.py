@@ -236,6 +236,21 @@ def test_parallel_cells_equal_the_same_cells_run_one_after_another(grid, tmp_pat
             assert parallel[key] == sequential[key], (seed, key)
 
 
+def test_the_cell_files_alone_rebuild_the_results_elsewhere(grid, tmp_path, monkeypatch):
+    from groupwise.train import loop
+
+    monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("a finished cell was trained again"))
+    elsewhere = tmp_path / "checkout"  # what a commit of the cell.json files carries to another machine
+    for path in (grid / "out").glob("**/cell.json"):
+        target = elsewhere / path.relative_to(grid / "out")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    done = CliRunner().invoke(app, ["compare", str(grid / "exp.yaml"), "--out", str(elsewhere)])
+    assert done.exit_code == 0, done.output
+    assert load(elsewhere / "results.json") == load(grid / "out" / "results.json")
+    assert (elsewhere / "report.html").is_file() and not (elsewhere / "grpo" / "seed-0" / "final").exists()
+
+
 def test_another_experiment_in_the_same_folder_is_refused(grid, tmp_path):
     changed = tmp_path / "exp.yaml"
     changed.write_text(EXPERIMENT.replace("steps: 4", "steps: 5"))

@@ -79,8 +79,10 @@ def register_evaluate_commands(app: typer.Typer, console: Console) -> None:
                                               "own process with an equal share of the threads.")] = 1,
         verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
     ) -> None:
-        """Train a grid of variants x seeds, evaluate every cell on the same held-out problems, and report
-        each metric with a bootstrap interval and each variant's paired difference to the baseline."""
+        """Train variants x seeds, evaluate all on the same problems, report bootstrap intervals.
+
+        Each metric gets a 95% interval that resamples seeds and problems, and each variant its paired
+        difference to the baseline (docs/compare.md)."""
         quiet_third_party(verbose)
         from groupwise.evaluate.compare_run import CompareInterrupted, run_compare
         from groupwise.train.checkpoint import TrainingInterrupted
@@ -96,4 +98,5 @@ def register_evaluate_commands(app: typer.Typer, console: Console) -> None:
             console.print(f"interrupted; rerun `groupwise compare {experiment} --out {out}` to resume",
                           markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
-        Console().print(f"{done['ran']} cells run now; results: {done['results']}; report: {done['report']}")
+        Console().print(f"{done['ran']} cells run now; results: {done['results']}; report: {done['report']}",
+                        markup=False, highlight=False, soft_wrap=True)

@@ -54,7 +54,8 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
     console = console or Console(stderr=True)
     experiment = load_experiment(experiment_path)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(experiment_path, out / "experiment.yaml")
+    if not (out / "experiment.yaml").exists() or not (out / "experiment.yaml").samefile(experiment_path):
+        shutil.copyfile(experiment_path, out / "experiment.yaml")  # the record of what ran (rerun from it works)
     base = base_config(experiment)
     threads = base.train.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
