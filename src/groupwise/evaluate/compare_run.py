@@ -57,7 +57,7 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
     if not (out / "experiment.yaml").exists() or not (out / "experiment.yaml").samefile(experiment_path):
         shutil.copyfile(experiment_path, out / "experiment.yaml")  # the record of what ran (rerun from it works)
     base = base_config(experiment)
-    threads = base.train.threads or os.cpu_count() or 1
+    threads = base.train.threads or available_cores()
     torch.set_num_threads(threads)
     heldout = shared_heldout(base, experiment.eval.problems, out / HELDOUT, console)
     base_cell = make_base_cell(experiment, base, out, threads)
@@ -83,6 +83,14 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
     write_json_atomic(out / "results.json", results)
     page = build_compare_report(out, results, {n: [finished(c) for c in g] for n, g in cells.items()})
     return {"results": out / "results.json", "report": page, "ran": len(todo), "summary": results}
+
+
+def available_cores() -> int:
+    """Cores this process may run on (a container's CPU set), else the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _announce(console: Console, cell: Cell, what: str) -> None:
