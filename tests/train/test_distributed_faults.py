@@ -112,3 +112,30 @@ def test_a_reward_that_fails_on_one_rank_stops_every_rank_with_one_line(tmp_path
     assert text.count("Traceback (most recent call last)") == 1  # torchrun's own report; no worker traceback
     assert not run.exists() or not list_checkpoints(run)
     assert time.monotonic() - started < 200  # no collective waited out its timeout
+
+
+def test_a_restarted_group_meets_under_its_own_prefix_of_the_agents_store(monkeypatch):
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from groupwise.errors import GroupwiseError
+    from groupwise.train.distributed import restart_store
+
+    agent = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)  # what torchrun's agent holds
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(agent.port))
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    monkeypatch.setenv("GROUP_WORLD_SIZE", "1")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    assert restart_store(timedelta(seconds=10)) is None  # the first group: torchrun's own env:// store
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "2")
+    restarted = restart_store(timedelta(seconds=10))
+    restarted.set("rank_1", "new address")
+    assert agent.get("groupwise/restart-2/rank_1") == b"new address"  # the old group's keys are not seen
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "False")  # TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1
+    assert restart_store(timedelta(seconds=10)) is None
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    monkeypatch.setenv("GROUP_WORLD_SIZE", "2")  # two agents count restarts separately: no common prefix
+    with pytest.raises(GroupwiseError, match="TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"):
+        restart_store(timedelta(seconds=10))
