@@ -139,3 +139,49 @@ def test_a_restarted_group_meets_under_its_own_prefix_of_the_agents_store(monkey
     monkeypatch.setenv("GROUP_WORLD_SIZE", "2")  # two agents count restarts separately: no common prefix
     with pytest.raises(GroupwiseError, match="TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"):
         restart_store(timedelta(seconds=10))
+
+
+def _work_that_fails_on_rank_one(rank: int, port: int, out: str) -> None:
+    """One of two gloo processes: on_every_rank over work that raises on rank 1 (a user error, then a bug);
+    writes what this rank raised each time."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from groupwise.errors import GroupwiseError
+    from groupwise.train.distributed import on_every_rank
+
+    def work(bug: bool) -> str:
+        if rank == 1:
+            raise ValueError("bad row") if bug else GroupwiseError("bad row", "fix it")
+        return "scored"
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=60))
+    outcomes = []
+    for bug in (False, True):
+        try:
+            outcomes.append(on_every_rank(work, bug))
+        except Exception as err:  # noqa: BLE001 - the outcome under test
+            outcomes.append(f"{type(err).__name__}: {err}")
+    Path(out, str(rank)).write_text("\n".join(outcomes))
+    dist.destroy_process_group()
+
+
+def test_on_every_rank_hands_one_ranks_failure_to_every_rank(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from groupwise.train.distributed import on_every_rank
+
+    assert on_every_rank(lambda x: x + 1, 1) == 2  # one process: just the call
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_work_that_fails_on_rank_one, args=(port, str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = ((tmp_path / str(rank)).read_text().splitlines() for rank in (0, 1))
+    assert rank0[0] == rank1[0] == "GroupwiseError: rank 1: bad row -- fix it"  # a user error: one line, everywhere
+    # a bug: the failing rank keeps its own exception (and traceback); the other gets one line naming it
+    assert rank0[1] == "GroupwiseError: rank 1: ValueError: bad row -- its traceback is in that rank's log"
+    assert rank1[1] == "ValueError: bad row"
