@@ -29,6 +29,7 @@ from groupwise.train.distributed import (
     all_max,
     all_sum,
     all_sum_dict,
+    on_every_rank,
     shard,
     sum_gradients,
     world_size,
@@ -100,12 +101,12 @@ def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFu
         consumed += len(rows)
         mine = shard(len(rows))  # ... and samples and scores its own share of it
         keys = [mix_key(cfg.train.seed, step, rounds, index) for index in mine]
-        if len(mine) or not kept:
-            batch = rollout_and_score(policy, tokenizer, cfg, rewards, rows[mine.start:mine.stop],
-                                      texts[mine.start:mine.stop], timings, keys)
+        if len(mine) or not kept:  # a failure on one rank (a reward, a bad row) stops every rank here
+            batch = on_every_rank(rollout_and_score, policy, tokenizer, cfg, rewards, rows[mine.start:mine.stop],
+                                  texts[mine.start:mine.stop], timings, keys)
             sampled += int(batch.rollout.lengths.sum())
-        else:  # a refill round too small to reach this rank
-            batch = _subset(kept[0], [])
+        else:  # a refill round too small to reach this rank (it still takes part in the failure check)
+            batch = on_every_rank(_subset, kept[0], [])
         batch.advantages = round_advantages(batch.rewards, mine, cfg.algorithm)
         batch.origin = [(rounds, index) for index in mine]
         if not cfg.algorithm.dynamic_sampling:
