@@ -46,3 +46,8 @@ def test_get_preset_copy_and_unknown():
     assert PRESETS["grpo"]["beta"] == 0.04
     with pytest.raises(GroupwiseError, match="preset"):
         get_preset("ppo")
+
+
+def test_grpo_bounds_its_kl_estimate_by_default():
+    """The grpo preset's k3 is clamped (docs/training-health.md: plain k3 reached 340 on one token)."""
+    assert get_preset("grpo")["kl_estimator"] == "k3_clamped"

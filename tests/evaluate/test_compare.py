@@ -172,7 +172,7 @@ def test_the_grid_writes_run_folders_cells_and_results(grid):
             c = load(folder / "cell.json")
             assert len(c["problems"]) == 6 and c["n"] == [4] * 6 and c["curve"]["step"] == [1, 2, 3, 4]
             metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-            tokens = [m["rollout_tokens/step"] for m in metrics]  # every completion token sampled, 2x4 a step
+            tokens = [m["sampled_tokens"] for m in metrics]  # every completion token sampled, 2x4 a step
             assert c["rollout_tokens"] == sum(tokens) == metrics[-1]["rollout_tokens"]
             assert sum(tokens) == pytest.approx(sum(8 * m["completion_len/mean"] for m in metrics))
     base = load(out / "base" / "cell.json")
@@ -331,5 +331,5 @@ def test_rollout_tokens_count_the_groups_dynamic_sampling_drops(tmp_path, tiny_c
     m = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert m["sampling_rounds"] == 3 and m["groups_kept"] < 4
     trained_on = 4 * (m["groups_kept"] or 4) * m["completion_len/mean"]  # tokens of the batch the step trained on
-    assert summary["rollout_tokens"] == m["rollout_tokens"] == m["rollout_tokens/step"] > trained_on
-    assert m["rollout_tokens/step"] <= 3 * 16 * 8  # at most 3 rounds of 4 x 4 completions of 8 tokens
+    assert summary["rollout_tokens"] == m["rollout_tokens"] == m["sampled_tokens"] > trained_on
+    assert m["sampled_tokens"] <= 3 * 16 * 8  # at most 3 rounds of 4 x 4 completions of 8 tokens

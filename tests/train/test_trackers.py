@@ -30,8 +30,8 @@ def wandb_history(run_file: Path) -> tuple[dict, list[dict]]:
         if kind in (1, 4):  # a full record, or the last chunk of one
             records.append(pb.Record.FromString(chunks))
             chunks = b""
-    config = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for r in records if r.WhichOneof("record_type") == "run"
-              for i in r.run.config.update}
+    runs = [r for r in records if r.WhichOneof("record_type") == "run"]
+    config = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for r in runs for i in r.run.config.update}
     rows = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item} for r in records
             if r.WhichOneof("record_type") == "history"]
     return config, rows

@@ -2,7 +2,8 @@
 
 Choices the papers leave open, and what is used here:
 - grpo: DeepSeekMath (arXiv 2402.03300) sec. 4.2 uses beta 0.04 with the k3 estimator and one policy update
-  per rollout batch; eps 0.2 is the usual PPO value.
+  per rollout batch; eps 0.2 is the usual PPO value. k3 is bounded here (k3_clamped, verl's low_var_kl): on the
+  default job plain k3 reached 340 on one token with no gain for it (docs/training-health.md).
 - dr_grpo: Dr. GRPO (arXiv 2503.20783) removes the std division and the per-sequence length normalisation
   (the trainer passes the generation limit as `max_tokens`) and uses no KL term.
 - dapo: DAPO (arXiv 2503.14476) sec. 3: clip-higher eps 0.2 / 0.28, dynamic sampling, token-level loss,
@@ -30,7 +31,7 @@ _BASE: dict[str, object] = {
 }
 
 PRESETS: dict[str, dict[str, object]] = {
-    "grpo": {**_BASE, "beta": 0.04},
+    "grpo": {**_BASE, "beta": 0.04, "kl_estimator": "k3_clamped"},
     "dr_grpo": {**_BASE, "scale": "none", "agg": "seq-mean-token-sum-norm"},
     "dapo": {**_BASE, "eps_high": 0.28, "agg": "token-mean", "dynamic_sampling": True,
              "overlong_filter": True, "soft_overlong": True},

@@ -138,7 +138,8 @@ class AlgorithmConfig(Section):
     eps_high: float = Field(0.2, ge=0, description="Upper clip range (DAPO clip-higher: 0.28).")
     beta: float = Field(0.04, ge=0, description="KL weight to the reference model (0 skips the reference).")
     kl_estimator: Literal["k1", "k2", "k3", "k3_clamped"] = Field(
-        "k3", description="KL estimator (DeepSeekMath uses k3; k3_clamped bounds it to [0, 10] as verl does).")
+        "k3_clamped", description="KL estimator: k3 as DeepSeekMath, or k3_clamped (default), k3 bounded to "
+        "[0, 10] as verl's low_var_kl.")
     agg: Literal["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"] = Field(
         "seq-mean-token-mean", description="Loss aggregation over tokens and sequences.")
     adv_eps: float = Field(1e-4, gt=0, description="Added to the std in advantage scaling.")

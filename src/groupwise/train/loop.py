@@ -149,7 +149,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
         for step in range(start + 1, cfg.train.steps + 1):
             metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts, step=step)
             batch = metrics.pop("_batch")
-            rollout_tokens += metrics["rollout_tokens/step"]
+            rollout_tokens += metrics["sampled_tokens"]
             metrics["rollout_tokens"] = rollout_tokens
             if isinstance(prompts, DifficultyFilter):
                 metrics |= prompts.after_step(batch.rows, batch.rewards)

@@ -77,7 +77,7 @@ def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, sched
     timings = {k: all_max(v) for k, v in timings.items()}  # distributed: the slowest rank's times
     return step_metrics(whole, update, timings, cfg) | {"lr": scheduler.get_last_lr()[0], "_batch": whole,
                                                         "world_size": world_size(),
-                                                        "rollout_tokens/step": sampled_tokens}
+                                                        "sampled_tokens": sampled_tokens}
 
 
 def completion_loss_mask(rollout: Rollout, overlong_filter: bool) -> Tensor:
