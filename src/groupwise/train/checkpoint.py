@@ -36,8 +36,9 @@ from safetensors.torch import load_file, save_file
 from groupwise.config.load import build_config, parse_override
 from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
+from groupwise.models.trained import CHECKPOINT_WEIGHTS, DCP_METADATA
 from groupwise.train.distributed import barrier, is_main
-from groupwise.train.fsdp import METADATA, load_full, load_sharded, save_sharded
+from groupwise.train.fsdp import load_full, load_sharded, save_sharded
 
 if TYPE_CHECKING:
     from groupwise.train.policy import Policy
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 CHECKPOINT_PREFIX = "checkpoint-"
 PARTIAL_PREFIX = ".partial-checkpoint-"
 MANIFEST = "manifest.json"
-WEIGHTS = "weights.safetensors"  # trainable parameters: the LoRA adapter, or every weight (full fine-tuning)
+WEIGHTS = CHECKPOINT_WEIGHTS  # trainable parameters: the LoRA adapter, or every weight (full fine-tuning)
 TRAINER = "trainer.pt"  # optimizer and scheduler state
 STATE = "state.pt"  # step, prompt cursor, RNG states, loop counters and the components' extra_state
 SLOW_ENV = "GROUPWISE_TEST_SLOW_CHECKPOINT"
@@ -230,7 +231,7 @@ def restore_checkpoint(checkpoint: Checkpoint, policy: Policy, optimizer: torch.
 
     A sharded (DCP) checkpoint loads into a model on any world size; so does a one-process checkpoint."""
     trainer = torch.load(checkpoint.folder / TRAINER, map_location="cpu", weights_only=True)
-    if (checkpoint.folder / METADATA).exists():  # written by FSDP2 ranks; DCP reshards on load
+    if (checkpoint.folder / DCP_METADATA).exists():  # written by FSDP2 ranks; DCP reshards on load
         load_sharded(checkpoint.folder, policy.model, optimizer)
     elif getattr(policy, "sharded", False):  # written by one process, resumed by FSDP2 ranks
         load_full(policy.model, optimizer, load_file(checkpoint.folder / WEIGHTS), trainer["optimizer"])

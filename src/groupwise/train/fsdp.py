@@ -39,7 +39,6 @@ from groupwise.train.batch import MicroBatch
 from groupwise.train.distributed import all_max
 
 FORWARD_METHOD = "groupwise_forward"  # the registered FSDP forward method `sharded_forward` calls
-METADATA = ".metadata"  # DCP's index file: its presence marks a sharded checkpoint folder
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -117,13 +116,8 @@ def save_sharded(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     dcp.save({"model": weights, "optimizer": optim}, checkpoint_id=folder)
 
 
-def load_sharded(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
-    """Load a DCP checkpoint into `model` (sharded or not, any world size) and `optimizer` (None: weights only)."""
-    if optimizer is None:
-        state = {"model": get_model_state_dict(model)}
-        dcp.load(state, checkpoint_id=folder)
-        set_model_state_dict(model, state["model"])
-        return
+def load_sharded(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Load a DCP checkpoint into `model` (sharded or not, any world size) and its `optimizer`."""
     weights, optim = get_state_dict(model, optimizer)
     state = {"model": weights, "optimizer": optim}
     dcp.load(state, checkpoint_id=folder)
