@@ -50,7 +50,7 @@ def load_checkpoint_weights(folder: Path, model: torch.nn.Module) -> None:
         from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
         state = {"model": get_model_state_dict(model)}
-        dcp.load(state, checkpoint_id=folder)  # reads only the "model" entries, not the optimizer's
+        dcp.load(state, checkpoint_id=folder, no_dist=True)  # reads only the "model" entries, not the optimizer's
         set_model_state_dict(model, state["model"])
         return
     from safetensors.torch import load_file

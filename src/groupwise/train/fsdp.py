@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -120,7 +121,7 @@ def load_sharded(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     """Load a DCP checkpoint into `model` (sharded or not, any world size) and its `optimizer`."""
     weights, optim = get_state_dict(model, optimizer)
     state = {"model": weights, "optimizer": optim}
-    dcp.load(state, checkpoint_id=folder)
+    dcp.load(state, checkpoint_id=folder, no_dist=not dist.is_initialized())
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
