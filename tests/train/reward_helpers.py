@@ -33,3 +33,12 @@ def record_rank(prompts, completions, expression=None, **_):
             for prompt in dict.fromkeys(prompts):
                 f.write(f"{os.environ.get('RANK', '0')}\t{prompt!r}\n")
     return half_learnable(prompts, completions, expression=expression)
+
+
+def fails_on_rank_one(prompts, completions, expression=None, **_):
+    """half_learnable's reward on every rank but rank 1, where it raises: a reward that fails on one shard."""
+    import os
+
+    if os.environ.get("RANK") == "1":
+        raise ValueError("cannot parse this row")
+    return half_learnable(prompts, completions, expression=expression)

@@ -120,7 +120,7 @@ def resume_config_of(folder: Path):
 
 
 def launch_torchrun(nproc: int) -> None:
-    """`train --nproc N`: the same command under torchrun with N processes on this machine; exits with its code,
+    """`train/eval --nproc N`: the same command under torchrun with N processes on this machine; exits with its code,
     or 128 + signal when stopped by SIGTERM (handed on to torchrun, whose workers finish the step and save) or
     Ctrl-C (the terminal signals every process of the group itself)."""
     import os
@@ -208,16 +208,23 @@ def eval_(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Folder for results.jsonl (per problem; a rerun resumes) and summary.json.")] = None,
     verbose: VerboseOption = False,
+    nproc: Annotated[int | None, typer.Option("--nproc", min=1, help="Split the problems over N processes on "
+                                              "this machine with torchrun (docs/distributed.md).")] = None,
 ) -> None:
     """Greedy accuracy, unbiased pass@k and mean reward per function on held-out problems."""
     quiet_third_party(verbose)
     from groupwise.evaluate.eval_command import run_eval
     from groupwise.evaluate.passk_eval import parse_ks, results_table
+    from groupwise.train.distributed import init_distributed, is_main
 
+    if nproc is not None:
+        return launch_torchrun(nproc)
+    init_distributed()  # under torchrun: each rank scores its share of the problems, rank 0 writes and prints
     result = run_eval(model, config, list(set_ or []), problems=problems, data=data, samples=samples,
                       ks=parse_ks(k), baseline=baseline, out=out, console=console)
-    Console().print(results_table(model, result["summary"], baseline, result.get("baseline_summary")))
-    print_caveat(result["summary"]["problems"])
+    if is_main():
+        Console().print(results_table(model, result["summary"], baseline, result.get("baseline_summary")))
+        print_caveat(result["summary"]["problems"])
 
 
 register_evaluate_commands(app, console)

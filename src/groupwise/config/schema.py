@@ -69,6 +69,8 @@ class DataConfig(Section):
     train_size: int | None = Field(None, ge=1, description="Rows generated/used for training (None: task default).")
     heldout_size: int = Field(200, ge=1, description="Held-out rows for evaluation.")
     seed: int = Field(0, description="Seed for generating and shuffling the data.")
+    order_seed: int | None = Field(None, description="Seed of the training data order alone (default: `seed`); "
+                                   "`groupwise compare` sets it per seed so the problems stay the same.")
     difficulty_filter: dict[str, Any] | None = Field(None, description="Skip prompts whose last `visits` groups "
                                                      "were all-correct or all-wrong: {visits: 2}.")
 

@@ -15,7 +15,7 @@ SET_HELP = "Override one config value: section.key=value (repeatable)."
 
 
 def register_evaluate_commands(app: typer.Typer, console: Console) -> None:
-    """Add `groupwise select` and `groupwise report` to `app`."""
+    """Add `groupwise select`, `groupwise report` and `groupwise compare` to `app`."""
 
     @app.command("select")
     @one_line_errors
@@ -67,3 +67,36 @@ def register_evaluate_commands(app: typer.Typer, console: Console) -> None:
 
         page = build_report(run_dir, out)
         Console().print(f"report: {page}")
+
+    @app.command("compare")
+    @one_line_errors
+    def compare(
+        experiment: Annotated[Path, typer.Argument(help="Experiment YAML: base, seeds, variants, eval, baseline "
+                                                   "(docs/compare.md).")],
+        out: Annotated[Path, typer.Option("--out", help="Folder of the grid: one run folder per variant and "
+                                          "seed, results.json, report.html; a rerun resumes it.")],
+        parallel: Annotated[int, typer.Option("--parallel", min=1, help="Cells trained at a time, each in its "
+                                              "own process with an equal share of the threads.")] = 1,
+        verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
+    ) -> None:
+        """Train variants x seeds, evaluate all on the same problems, report bootstrap intervals.
+
+        Each metric gets a 95% interval that resamples seeds and problems, and each variant its paired
+        difference to the baseline (docs/compare.md)."""
+        quiet_third_party(verbose)
+        from groupwise.evaluate.compare_run import CompareInterrupted, run_compare
+        from groupwise.train.checkpoint import TrainingInterrupted
+
+        try:
+            done = run_compare(experiment, out, parallel=parallel, console=console,
+                               worker_setup=quiet_third_party, worker_args=(verbose,))
+        except (TrainingInterrupted, CompareInterrupted) as stop:
+            console.print(f"{stop}; rerun `groupwise compare {experiment} --out {out}` to resume", markup=False,
+                          highlight=False, soft_wrap=True)
+            raise typer.Exit(stop.exit_code) from None
+        except KeyboardInterrupt:  # during an evaluation: its finished chunks are kept in the cell's eval/
+            console.print(f"interrupted; rerun `groupwise compare {experiment} --out {out}` to resume",
+                          markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+        Console().print(f"{done['ran']} cells run now; results: {done['results']}; report: {done['report']}",
+                        markup=False, highlight=False, soft_wrap=True)

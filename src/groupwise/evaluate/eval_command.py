@@ -14,6 +14,7 @@ from groupwise.evaluate.passk_eval import check_meta, evaluate_passk, unique_row
 from groupwise.evaluate.run import load_for_eval
 from groupwise.evaluate.sampling import prompt_key, success_threshold
 from groupwise.rewards.compute import RewardFunction, configured_rewards
+from groupwise.train.distributed import is_main, run_on_main
 
 
 def run_eval(model: str, config: Path | None, overrides: list[str], *, problems: int | None = None,
@@ -44,7 +45,7 @@ def run_eval(model: str, config: Path | None, overrides: list[str], *, problems:
                    "baseline_summary": _evaluate_one(baseline, other, other_tokenizer, rows, cfg, samples, ks,
                                                      out / "baseline" if out else None, "baseline", console,
                                                      seen, rewards)}
-    if out:
+    if out and is_main():
         (out / "comparison.json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -66,13 +67,14 @@ def _evaluate_one(name: str, model, tokenizer, rows, cfg: Config, samples: int, 
 
     if out:
         r = cfg.rollout
-        check_meta(out, {"model": name, "samples": samples, "threshold": success_threshold(cfg),
-                         "max_new_tokens": r.max_new_tokens, "temperature": r.temperature})
+        meta = {"model": name, "samples": samples, "threshold": success_threshold(cfg),
+                "max_new_tokens": r.max_new_tokens, "temperature": r.temperature}
+        run_on_main(lambda: check_meta(out, meta))  # under torchrun rank 0 alone writes OUT
     rewards = rewards if rewards is not None else configured_rewards(cfg)
-    with count_progress(len(rows), label, enabled=cfg.log.progress, console=console) as advance:
+    with count_progress(len(rows), label, enabled=cfg.log.progress and is_main(), console=console) as advance:
         summary = evaluate_passk(model, tokenizer, rows, render_all(rows, tokenizer, cfg), rewards, cfg,
                                  samples=samples, ks=ks, out_dir=out, progress=advance)
     summary = extra | summary | {"threshold": success_threshold(cfg)}
-    if out:
+    if out and is_main():
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

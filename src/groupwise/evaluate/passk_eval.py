@@ -25,6 +25,7 @@ from groupwise.evaluate.sampling import (
 )
 from groupwise.rewards.compute import RewardFunction
 from groupwise.rollout.sampler import as_sampler
+from groupwise.train.distributed import all_gather_objects, is_main, on_every_rank, run_on_main, shard, world_size
 
 Row = dict[str, Any]
 RESULTS, META = "results.jsonl", "meta.json"
@@ -115,26 +116,39 @@ def check_meta(out_dir: Path, meta: dict[str, Any]) -> None:
 def evaluate_passk(model, tokenizer, rows: list[Row], texts: list[str], rewards: list[RewardFunction],
                    cfg: Config, *, samples: int, ks: list[int], out_dir: Path | None = None,
                    progress=None) -> dict[str, Any]:
-    """Score each problem (greedy + `samples` samples) chunk by chunk, appending to out_dir; summarize."""
+    """Score each problem (greedy + `samples` samples) chunk by chunk, appending to out_dir; summarize.
+
+    Under torchrun each round of W chunks is split by whole problems (`shard`), every rank scores its own, and
+    the records are gathered in problem order (rank 0 appends them): the results equal one process's."""
     path = out_dir / RESULTS if out_dir else None
-    done = read_results(path) if path else {}
+    done = run_on_main(lambda: read_results(path)) if path else {}  # rank 0's view of OUT, on every rank
     keys = [prompt_key(row) for row in rows]
     pending = [i for i, key in enumerate(keys) if key not in done]
     model = as_sampler(model, cfg.rollout) if pending else model
     if progress is not None and len(rows) > len(pending):
         progress(len(rows) - len(pending))
-    for chunk in chunks(pending, problems_per_chunk(cfg, samples)):
-        chunk_rows, chunk_texts = [rows[i] for i in chunk], [texts[i] for i in chunk]
-        greedy = greedy_results(model, tokenizer, chunk_rows, chunk_texts, rewards, cfg)
-        sampled = (sample_problems(model, tokenizer, chunk_rows, chunk_texts, rewards, cfg, samples=samples)
-                   if samples else [None] * len(chunk))
-        records = [problem_record(r, g, s, ks) for r, g, s in zip(chunk_rows, greedy, sampled, strict=True)]
-        if path:
+    for chunk in chunks(pending, problems_per_chunk(cfg, samples) * world_size()):
+        mine = shard(len(chunk))
+        records = on_every_rank(score_problems, model, tokenizer, [rows[i] for i in chunk[mine.start:mine.stop]],
+                                [texts[i] for i in chunk[mine.start:mine.stop]], rewards, cfg, samples, ks)
+        records = [record for part in all_gather_objects(records) for record in part]
+        if path and is_main():
             append_results(path, records)
         done |= {rec["key"]: rec for rec in records}
         if progress is not None:
             progress(len(chunk))
     return summarize([done[key] for key in keys], ks, samples)
+
+
+def score_problems(model, tokenizer, rows: list[Row], texts: list[str], rewards: list[RewardFunction],
+                   cfg: Config, samples: int, ks: list[int]) -> list[dict[str, Any]]:
+    """One results.jsonl record per problem: its greedy completion and `samples` sampled ones, scored."""
+    if not rows:  # a last round too small to reach this rank
+        return []
+    greedy = greedy_results(model, tokenizer, rows, texts, rewards, cfg)
+    sampled = (sample_problems(model, tokenizer, rows, texts, rewards, cfg, samples=samples)
+               if samples else [None] * len(rows))
+    return [problem_record(r, g, s, ks) for r, g, s in zip(rows, greedy, sampled, strict=True)]
 
 
 def _mean(values: list[float | None]) -> float:

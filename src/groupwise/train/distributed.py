@@ -5,6 +5,11 @@ the group with NCCL on CUDA and gloo on CPU. Without those variables nothing is 
 here is the identity of one process: `all_sum(x) == x`, `shard(n) == range(n)`, `all_gather_objects(x) == [x]`.
 Collectives time out after GROUPWISE_COLLECTIVE_TIMEOUT_S seconds (default 600), so a rank that died mid-step
 ends the others with an error instead of a hang.
+
+Restarts (`torchrun --max-restarts K`): torchrun's agent keeps one store for every restart of the worker group,
+so the keys the previous group wrote (each rank's gloo/NCCL address) are still there and the new group would
+connect to dead processes (pytorch/pytorch#135712). A restarted group therefore meets under a key prefix of its
+own, `groupwise/restart-N`.
 """
 
 from __future__ import annotations
@@ -36,7 +41,31 @@ def init_distributed(device: str = "auto") -> None:
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" then means this rank's GPU
     timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV) or 600))
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+    backend = "nccl" if cuda else "gloo"
+    store = restart_store(timeout)
+    if store is None:
+        dist.init_process_group(backend, timeout=timeout)  # env://: torchrun's MASTER_ADDR/MASTER_PORT store
+    else:
+        dist.init_process_group(backend, timeout=timeout, store=store, rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]))
+
+
+def restart_store(timeout: timedelta) -> dist.Store | None:
+    """After a torchrun restart, the agent's store under this restart's own prefix (None: torchrun's default).
+
+    Only one agent (one node) counts restarts consistently; several nodes sharing the agent's store cannot
+    agree on a prefix, so they need torchrun's own fresh store per restart (TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1).
+    """
+    restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0)
+    if not restarts or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    if int(os.environ.get("GROUP_WORLD_SIZE") or 1) > 1:
+        raise GroupwiseError("torchrun restarted the workers of a multi-node job, but its agents share one "
+                             "store across restarts, so the new group cannot form (pytorch/pytorch#135712)",
+                             "export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 on every node before torchrun")
+    agent = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                          timeout=timeout)
+    return dist.PrefixStore(f"groupwise/restart-{restarts}", agent)
 
 
 def world_size() -> int:
@@ -129,6 +158,29 @@ def run_on_main(fn: Callable[[], T]) -> T:
     status, value = box[0]
     if status == "error":
         raise GroupwiseError(*value)
+    return value
+
+
+def on_every_rank(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on every rank; if it raised on some rank, every rank stops with that rank's error in one line.
+
+    For work whose failure can differ between ranks (scoring one shard: a reward that fails on one bad row):
+    the ranks that did not fail would otherwise wait in their next collective until it times out. The failing
+    rank raises its own exception (a bug keeps its traceback); the others a GroupwiseError naming it."""
+    if world_size() == 1:
+        return fn(*args)
+    value, error, failure = None, None, None
+    try:
+        value = fn(*args)
+    except GroupwiseError as err:
+        error, failure = err, (err.problem, err.fix)
+    except Exception as err:  # noqa: BLE001 - a bug: handed to every rank below, then raised with its traceback
+        error, failure = err, (f"{type(err).__name__}: {err}", "its traceback is in that rank's log")
+    for where, failed in enumerate(all_gather_objects(failure)):
+        if failed is not None:
+            if error is not None and not isinstance(error, GroupwiseError):
+                raise error
+            raise GroupwiseError(f"rank {where}: {failed[0]}", failed[1])
     return value
 
 

@@ -119,7 +119,8 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     heldout = unique_rows(load_rows(cfg.data, "heldout"))[: cfg.eval.num_problems] if _evaluates(cfg) else []
     model, tokenizer = ((inputs.model, inputs.tokenizer) if inputs.model is not None
                         else load_configured_model(cfg))  # on model.device, in the training precision
-    stream = PromptStream(train_rows, render_all(train_rows, tokenizer, cfg), cfg.data.seed)
+    order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed
+    stream = PromptStream(train_rows, render_all(train_rows, tokenizer, cfg), order_seed)
     heldout_texts = render_all(heldout, tokenizer, cfg)
     components = dict(components or {})  # stateful parts saved in checkpoints (register yours here)
     prompts = wrap_with_difficulty_filter(stream, cfg.data.difficulty_filter, cfg.algorithm.success_threshold)
@@ -142,12 +143,15 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
                      open_trackers(cfg, run_dir)) if is_main() else None
     started = time.perf_counter() - state.get("train_seconds", 0.0)
     low_streak, nonfinite = state.get("low_streak", 0), state.get("nonfinite", 0)
+    rollout_tokens = state.get("rollout_tokens", 0)  # completion tokens sampled so far, dropped groups included
     progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress and is_main(), console=console)
     last_save = time.monotonic()  # train.save_every_minutes counts from here and from each checkpoint
     with StopRequest(run_dir) as stop, progress_bar as progress:
         for step in range(start + 1, cfg.train.steps + 1):
             metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts, step=step)
             batch = metrics.pop("_batch")
+            rollout_tokens += metrics["rollout_tokens/step"]
+            metrics["rollout_tokens"] = rollout_tokens
             if isinstance(prompts, DifficultyFilter):
                 metrics |= prompts.after_step(batch.rows, batch.rewards)
             if cfg.eval.every and step % cfg.eval.every == 0:
@@ -172,7 +176,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
             if nonfinite == 0 and (signum or halt or step == cfg.train.steps or _due(step, cfg)
                                    or all_max(float(_overdue(last_save, cfg)))):
                 loop = {"low_streak": low_streak, "nonfinite": nonfinite, "base": summary.get("base"),
-                        "train_seconds": time.perf_counter() - started}
+                        "train_seconds": time.perf_counter() - started, "rollout_tokens": rollout_tokens}
                 if is_main() or policy.sharded:  # replicated: rank 0 writes; FSDP2: every rank its shards
                     save_checkpoint(run_dir, step, policy, optimizer, scheduler, cursor=stream.cursor,
                                     components=components, loop=loop, keep=cfg.train.keep_checkpoints)
@@ -183,6 +187,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
                 summary["stopped_at_step"] = step
                 break
     summary["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
+    summary["rollout_tokens"] = rollout_tokens
     if log is not None:
         log.close()
     state = full_state(policy.model) if policy.sharded else None  # FSDP2: every rank joins the gather

@@ -29,6 +29,7 @@ from groupwise.train.distributed import (
     all_max,
     all_sum,
     all_sum_dict,
+    on_every_rank,
     shard,
     sum_gradients,
     world_size,
@@ -52,6 +53,7 @@ class Batch:
     advantages: Tensor  # [P, G]
     sampling: dict[str, float] = field(default_factory=dict)
     origin: list[tuple[int, int]] = field(default_factory=list)  # per prompt: (sampling round, index in round)
+    sampled_tokens: int = 0  # completion tokens sampled for this batch on every rank, dropped groups included
 
 
 def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, scheduler, cfg: Config,
@@ -62,6 +64,7 @@ def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, sched
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     batch = collect_batch(policy, tokenizer, cfg, rewards, prompts, timings, step)  # rollout + reward + advantage
+    sampled_tokens = batch.sampled_tokens
     tick = time.perf_counter()
     loss_mask = completion_loss_mask(batch.rollout, cfg.algorithm.overlong_filter)
     advantages = batch.advantages.reshape(-1)
@@ -75,7 +78,8 @@ def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, sched
     whole = gather_batch(batch, tokenizer.pad_token_id)  # distributed: every rank's groups, in one-process order
     timings = {k: all_max(v) for k, v in timings.items()}  # distributed: the slowest rank's times
     return step_metrics(whole, update, timings, cfg) | {"lr": scheduler.get_last_lr()[0], "_batch": whole,
-                                                        "world_size": world_size()} | peak_memory()
+                                                        "world_size": world_size(),
+                                                        "rollout_tokens/step": sampled_tokens} | peak_memory()
 
 
 def completion_loss_mask(rollout: Rollout, overlong_filter: bool) -> Tensor:
@@ -91,6 +95,7 @@ def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFu
                   ) -> Batch:
     """Sample groups and score them; with dynamic sampling (DAPO), keep only groups whose rewards differ."""
     wanted, kept, rounds, consumed, have = cfg.rollout.prompts_per_step, [], 0, 0, 0
+    sampled = 0  # completion tokens this rank sampled, in every round
     timings["generate_s"] = timings["reward_s"] = 0.0
     while True:
         rounds += 1
@@ -98,14 +103,16 @@ def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFu
         consumed += len(rows)
         mine = shard(len(rows))  # ... and samples and scores its own share of it
         keys = [mix_key(cfg.train.seed, step, rounds, index) for index in mine]
-        if len(mine) or not kept:
-            batch = rollout_and_score(policy, tokenizer, cfg, rewards, rows[mine.start:mine.stop],
-                                      texts[mine.start:mine.stop], timings, keys)
-        else:  # a refill round too small to reach this rank
-            batch = _subset(kept[0], [])
+        if len(mine) or not kept:  # a failure on one rank (a reward, a bad row) stops every rank here
+            batch = on_every_rank(rollout_and_score, policy, tokenizer, cfg, rewards, rows[mine.start:mine.stop],
+                                  texts[mine.start:mine.stop], timings, keys)
+            sampled += int(batch.rollout.lengths.sum())
+        else:  # a refill round too small to reach this rank (it still takes part in the failure check)
+            batch = on_every_rank(_subset, kept[0], [])
         batch.advantages = round_advantages(batch.rewards, mine, cfg.algorithm)
         batch.origin = [(rounds, index) for index in mine]
         if not cfg.algorithm.dynamic_sampling:
+            batch.sampled_tokens = int(all_sum(sampled))
             return batch
         varied = [p for p in range(len(batch.rows)) if _has_variance(batch.rewards[p])]
         kept.append(_subset(batch, varied))
@@ -114,6 +121,7 @@ def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFu
             break
     merged = _merge(kept, tokenizer.pad_token_id) if have else batch
     merged.sampling = {"sampling_rounds": rounds, "prompts_consumed": consumed, "groups_kept": have}
+    merged.sampled_tokens = int(all_sum(sampled))
     return merged
 
 
