@@ -4,7 +4,9 @@
 
 Each layout runs `groupwise train` in its own process tree (no before/after evaluation); s/step is the median of
 the logged `step_s` of steps 2..N (rank 0's, which waits for the slowest rank at every reduction); peak memory is
-the largest resident set of any process of the tree (`getrusage(RUSAGE_CHILDREN)` of a fresh parent per layout).
+the largest resident set of any process of the tree (`getrusage(RUSAGE_CHILDREN)` of a fresh parent per layout),
+and the largest `memory/peak_rss_mb` the ranks logged (the trainer processes alone, without torchrun's launcher).
+Full fine-tuning (`--set lora.enabled=false`) runs sharded (FSDP2) on 2 processes.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def run_layout(nproc: int, threads: int, steps: int, extra: list[str], folder: P
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     step_s = [r["step_s"] for r in records[1:]] or [records[0]["step_s"]]
-    return {"s_per_step": statistics.median(step_s), "wall_s": wall, "peak_rss_mib": peak_mib,
+    logged = max((r.get("memory/peak_rss_mb", 0.0) for r in records), default=0.0)
+    return {"s_per_step": statistics.median(step_s), "wall_s": wall, "peak_rss_mib": peak_mib, "rank_rss_mib": logged,
             "reward_mean": statistics.fmean(r["reward/mean"] for r in records)}
 
 
@@ -55,14 +58,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(run_layout(*LAYOUTS[args.layout], args.steps, args.extra, Path(tmp))))
         return
-    print("| layout | s/step (median of steps 2..N) | wall s | peak RSS per process MiB |")
-    print("|---|---|---|---|")
+    print("| layout | s/step (median of steps 2..N) | wall s | peak RSS per process MiB | logged peak per rank MiB |")
+    print("|---|---|---|---|---|")
     for name in LAYOUTS:  # each in a fresh process: getrusage(RUSAGE_CHILDREN) keeps the largest child ever seen
         extra = [arg for item in args.extra for arg in ("--set", item)]
         out = subprocess.run([sys.executable, __file__, "--layout", name, "--steps", str(args.steps), *extra],
                              check=True, capture_output=True, text=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
-        print(f"| {name} | {row['s_per_step']:.2f} | {row['wall_s']:.0f} | {row['peak_rss_mib']:.0f} |", flush=True)
+        print(f"| {name} | {row['s_per_step']:.2f} | {row['wall_s']:.0f} | {row['peak_rss_mib']:.0f} | "
+              f"{row['rank_rss_mib']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def without_timing(record: dict) -> dict:
-    return {k: v for k, v in record.items() if not k.endswith(TIMING)}
+    """The record without machine measurements: timings and peak memory (a resumed process has its own)."""
+    return {k: v for k, v in record.items() if not k.endswith(TIMING) and not k.startswith("memory/")}
 
 
 def crash_on_call(monkeypatch, call: int) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.distributed.checkpoint import FileSystemReader
 
 import groupwise.train.distributed as distributed
 from groupwise.config.load import build_config
@@ -30,9 +31,12 @@ MODES = {
     # LoRA, GRPO, the batch-wide std (the advantages need every rank's rewards), the before/after evaluation
     "grpo-lora": ["algorithm.scale=batch", "eval.before_after=true", "eval.num_problems=7", "eval.samples=2",
                   "eval.batch_size=3"],
-    # full fine-tuning, DAPO's dynamic sampling (uneven refill rounds), token-mean, the difficulty filter
+    # full fine-tuning (FSDP2 on 2 processes), DAPO's dynamic sampling (uneven refill rounds, so ranks hold
+    # different numbers of micro-batches), token-mean, the difficulty filter
     "dapo-full": ["algorithm.preset=dapo", "lora.enabled=false", "algorithm.max_sampling_rounds=3",
                   "algorithm.overlong_cache=4", "data.difficulty_filter={visits: 1}", "train.learning_rate=0.001"],
+    # full fine-tuning (FSDP2), GRPO with beta 0.04: the reference model is sharded too
+    "grpo-full": ["lora.enabled=false", "train.learning_rate=0.001"],
 }
 
 
@@ -48,6 +52,11 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     final = run_dir / "final"
     adapter = final / "adapter_model.safetensors"
     return load_file(adapter if adapter.exists() else final / "model.safetensors")
+
+
+def sharded_chunks(checkpoint: Path, name: str = "model.model.layers.0.mlp.up_proj.weight") -> int:
+    """How many pieces a weight was saved in: 1 for a replicated weight, W for one FSDP2 sharded over W ranks."""
+    return len(FileSystemReader(checkpoint).read_metadata().state_dict_metadata[name].chunks)
 
 
 def samples(run_dir: Path) -> list[dict]:
@@ -84,6 +93,10 @@ def test_two_processes_train_the_same_model_as_one(mode, tmp_path, monkeypatch):
         for key in ("reward/mean", "reward/std", "learnable_fraction", "loss", "grad_norm", "groups_kept"):
             assert a.get(key) == pytest.approx(b.get(key), abs=1e-5), key
 
+    if "full" in mode:  # FSDP2: each rank held, and saved, its own half of every weight and of the AdamW state
+        last = tmp_path / "two" / "checkpoint-000003"
+        assert {"__0_0.distcp", "__1_0.distcp", ".metadata"} <= {p.name for p in last.iterdir()}
+        assert sharded_chunks(last) == 2 and sharded_chunks(last, "optimizer.state.model.norm.weight.exp_avg") == 2
     summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("one", "two")]
     assert [{k: s.get(k) for k in ("base", "trained")} for s in summaries] == [
         {k: summaries[0].get(k) for k in ("base", "trained")}] * 2

@@ -174,13 +174,16 @@ def export(
     run: Annotated[Path, typer.Argument(help="A finished run folder.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write (must not exist yet).")],
     merge: Annotated[bool, typer.Option("--merge", help="Merge a LoRA adapter into the weights.")] = False,
+    checkpoint: Annotated[int | None, typer.Option(
+        "--checkpoint", help="Export the run's checkpoint of this step (full fine-tuning; sharded checkpoints are "
+        "gathered) instead of its final model.")] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Write a run's trained model as a Hugging Face folder with its tokenizer and chat template."""
     quiet_third_party(verbose)
     from groupwise.models.export import export_run
 
-    Console().print(f"exported {run} to {export_run(run, out, merge=merge)}")
+    Console().print(f"exported {run} to {export_run(run, out, merge=merge, checkpoint=checkpoint)}")
 
 
 @app.command("eval")

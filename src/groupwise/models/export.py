@@ -4,7 +4,9 @@ Full fine-tuning runs export the model. LoRA runs export the merged model with `
 adapter folder: its adapter_config.json points at the base model, a local folder (absolute path) or a
 hub id; a base that exists only in memory or as GGUF (tiny-random, smollm2-135m, .gguf) is written next
 to the adapter as `base-model/`. Both load with `AutoModelForCausalLM.from_pretrained` (adapters need peft).
-Weights are written in float32.
+Weights are written in float32. `checkpoint=STEP` exports that checkpoint of a full fine-tuning run instead of
+`final/`: its weights.safetensors, or the shards that FSDP2 ranks wrote (torch.distributed.checkpoint), gathered
+whole in this one process.
 """
 
 from __future__ import annotations
@@ -23,15 +25,16 @@ BASE_FOLDER = "base-model"
 EXPORT_DTYPE = "float32"  # even when the run kept its frozen base in bfloat16: no precision lost in the merge
 
 
-def export_run(run_dir: Path, out: Path, *, merge: bool = False) -> Path:
-    """Write run_dir's final model to `out` (written beside it, then renamed); returns `out`."""
+def export_run(run_dir: Path, out: Path, *, merge: bool = False, checkpoint: int | None = None) -> Path:
+    """Write run_dir's final model (or checkpoint `checkpoint`) to `out` (written beside it, then renamed)."""
     run_dir, out = Path(run_dir), Path(out)
     if not is_run_dir(run_dir):
         raise GroupwiseError(f"'{run_dir}' is not a run folder (it has no config.yaml)",
                              "give the --run-dir of a finished groupwise train")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GroupwiseError(f"export folder '{out}' already exists", "choose another --out or remove it")
-    model, tokenizer, cfg = load_trained(run_dir, [f"model.dtype={EXPORT_DTYPE}"])  # merge at full precision
+    weights = "final" if checkpoint is None else f"checkpoint-{checkpoint:06d}"
+    model, tokenizer, cfg = load_trained(run_dir, [f"model.dtype={EXPORT_DTYPE}"], weights)  # full precision
     partial = out.with_name(f".{out.name}.partial")
     try:
         shutil.rmtree(partial, ignore_errors=True)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
+from torch.distributed.tensor import DTensor
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from groupwise.models.logprobs import prefill_prompts
@@ -95,8 +96,8 @@ class GenerationEngine:
             own = dict(self.model.named_parameters())
             for name, param in policy_model.named_parameters():
                 plain = _plain_name(name)
-                if "lora_" not in name and plain in own:
-                    own[plain].copy_(param)
+                if "lora_" not in name and plain in own:  # a sharded weight is gathered whole, once per sync
+                    own[plain].copy_(param.full_tensor() if isinstance(param, DTensor) else param)
             self._static_synced = bool(lora)
         targets = dict(self.model.named_modules())
         for name, layer in lora.items():

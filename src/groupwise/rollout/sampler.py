@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.distributed.tensor import DTensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from groupwise.config.schema import RolloutConfig
@@ -20,8 +21,9 @@ class Sampler:
         if rollout.engine == "fast":
             dtype = rollout.dtype if rollout.dtype != "auto" else (
                 "bfloat16" if bf16_pays(model) else "float32")
-            shared = rollout.weights == "shared" or (
-                rollout.weights == "auto" and next(model.parameters()).device.type != "cpu")
+            first = next(model.parameters())
+            shared = rollout.weights == "shared" or (rollout.weights == "auto" and first.device.type != "cpu")
+            shared = shared and not isinstance(first, DTensor)  # sharded (FSDP2): decode from a gathered copy
             self.engine = GenerationEngine(model, getattr(torch, dtype), shared=shared)
 
     def refresh(self) -> None:

@@ -6,6 +6,11 @@ rename is atomic, so a folder with that name is complete unless the disk corrupt
 which the checksums catch. `load_latest_intact` takes the newest checkpoint whose checksums match
 and falls back to older ones; temporary folders left by an interrupted write are removed.
 
+Full fine-tuning sharded by FSDP2 (train/fsdp.py) writes weights and optimizer state with
+torch.distributed.checkpoint instead of weights.safetensors and the optimizer in trainer.pt: every rank
+writes its shards into the temporary folder, then rank 0 adds the rest, the manifest, and renames.
+Either format resumes on any world size.
+
 Test hook: the environment variable GROUPWISE_TEST_SLOW_CHECKPOINT=SECONDS sleeps that long between
 the files of a checkpoint, so tests can kill a run while one is being written. Never set it otherwise.
 """
@@ -31,6 +36,9 @@ from safetensors.torch import load_file, save_file
 from groupwise.config.load import build_config, parse_override
 from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
+from groupwise.models.trained import CHECKPOINT_WEIGHTS, DCP_METADATA
+from groupwise.train.distributed import barrier, is_main
+from groupwise.train.fsdp import load_full, load_sharded, save_sharded
 
 if TYPE_CHECKING:
     from groupwise.train.policy import Policy
@@ -38,7 +46,7 @@ if TYPE_CHECKING:
 CHECKPOINT_PREFIX = "checkpoint-"
 PARTIAL_PREFIX = ".partial-checkpoint-"
 MANIFEST = "manifest.json"
-WEIGHTS = "weights.safetensors"  # trainable parameters: the LoRA adapter, or every weight (full fine-tuning)
+WEIGHTS = CHECKPOINT_WEIGHTS  # trainable parameters: the LoRA adapter, or every weight (full fine-tuning)
 TRAINER = "trainer.pt"  # optimizer and scheduler state
 STATE = "state.pt"  # step, prompt cursor, RNG states, loop counters and the components' extra_state
 SLOW_ENV = "GROUPWISE_TEST_SLOW_CHECKPOINT"
@@ -80,13 +88,24 @@ def checkpoint_name(step: int) -> str:
 def save_checkpoint(run_dir: Path, step: int, policy: Policy, optimizer: torch.optim.Optimizer, scheduler, *,
                     cursor: int, components: dict[str, Stateful] | None = None,
                     loop: dict[str, Any] | None = None, keep: int = 2) -> Path:
-    """Write checkpoint-<step> atomically (temp folder, manifest, rename); keep only the newest `keep`."""
-    remove_partial(run_dir)
-    partial = run_dir / f"{PARTIAL_PREFIX}{step:06d}"
-    partial.mkdir()
-    save_file(trainable_state(policy), partial / WEIGHTS)
+    """Write checkpoint-<step> atomically (temp folder, manifest, rename); keep only the newest `keep`.
+
+    Rank 0 calls it; with a sharded policy (FSDP2) every rank does, and only rank 0 returns the folder."""
+    partial, target = run_dir / f"{PARTIAL_PREFIX}{step:06d}", run_dir / checkpoint_name(step)
+    if is_main():
+        remove_partial(run_dir)
+        partial.mkdir()
+    trainer = {"scheduler": scheduler.state_dict()}
+    if getattr(policy, "sharded", False):
+        barrier()  # the folder exists before any rank writes into it
+        save_sharded(partial, policy.model, optimizer)  # collective: each rank its own shards
+        if not is_main():
+            return target
+    else:
+        save_file(trainable_state(policy), partial / WEIGHTS)
+        trainer["optimizer"] = optimizer.state_dict()
     _pause()
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, partial / TRAINER)
+    torch.save(trainer, partial / TRAINER)
     _pause()
     loop = json.loads(json.dumps(loop or {}, default=str))  # plain types: state.pt loads with weights_only
     state = {"step": step, "cursor": cursor, "rng": capture_rng(), "loop": loop,
@@ -94,7 +113,6 @@ def save_checkpoint(run_dir: Path, step: int, policy: Policy, optimizer: torch.o
     torch.save(state, partial / STATE)
     _pause()
     write_manifest(partial, step)
-    target = run_dir / checkpoint_name(step)
     if target.exists():
         shutil.rmtree(target)
     os.replace(partial, target)
@@ -209,25 +227,37 @@ def discard_newer(run_dir: Path, step: int) -> None:
 
 def restore_checkpoint(checkpoint: Checkpoint, policy: Policy, optimizer: torch.optim.Optimizer, scheduler,
                        components: dict[str, Stateful] | None = None) -> None:
-    """Load weights, optimizer, scheduler and components' state (RNG states are restored separately)."""
-    weights = load_file(checkpoint.folder / WEIGHTS)
-    params = dict(policy.model.named_parameters())
-    missing = [name for name, p in params.items() if p.requires_grad and name not in weights]
-    if missing or set(weights) - set(params):
-        raise RuntimeError(f"checkpoint {checkpoint.folder} does not match the model (missing {missing[:3]})")
-    with torch.no_grad():
-        for name, tensor in weights.items():
-            params[name].copy_(tensor)
+    """Load weights, optimizer, scheduler and components' state (RNG states are restored separately).
+
+    A sharded (DCP) checkpoint loads into a model on any world size; so does a one-process checkpoint."""
+    trainer = torch.load(checkpoint.folder / TRAINER, map_location="cpu", weights_only=True)
+    if (checkpoint.folder / DCP_METADATA).exists():  # written by FSDP2 ranks; DCP reshards on load
+        load_sharded(checkpoint.folder, policy.model, optimizer)
+    elif getattr(policy, "sharded", False):  # written by one process, resumed by FSDP2 ranks
+        load_full(policy.model, optimizer, load_file(checkpoint.folder / WEIGHTS), trainer["optimizer"])
+    else:
+        restore_weights(checkpoint.folder / WEIGHTS, policy.model)
+        optimizer.load_state_dict(trainer["optimizer"])
     sampler = getattr(policy, "sampler", None)
     if sampler is not None:
         sampler.refresh()  # the rollout engine keeps its own copy of the weights: sync the restored ones
-    trainer = torch.load(checkpoint.folder / TRAINER, map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(trainer["optimizer"])
     scheduler.load_state_dict(trainer["scheduler"])
     extra = checkpoint.state.get("extra_state", {})
     for name, component in (components or {}).items():
         if name in extra:
             component.load_state_dict(extra[name])
+
+
+def restore_weights(path: Path, model: torch.nn.Module) -> None:
+    """Copy weights.safetensors into the model's trainable parameters (all of them must be there)."""
+    weights = load_file(path)
+    params = dict(model.named_parameters())
+    missing = [name for name, p in params.items() if p.requires_grad and name not in weights]
+    if missing or set(weights) - set(params):
+        raise RuntimeError(f"checkpoint {path.parent} does not match the model (missing {missing[:3]})")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
 
 
 def truncate_logs(run_dir: Path, step: int) -> None:

@@ -47,6 +47,7 @@ from groupwise.train.distributed import (
     is_main,
     run_on_main,
 )
+from groupwise.train.fsdp import full_state
 from groupwise.train.inputs import TrainInputs
 from groupwise.train.metrics import MetricsLog, write_samples
 from groupwise.train.optim import build_optimizer
@@ -176,7 +177,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
                                    or all_max(float(_overdue(last_save, cfg)))):
                 loop = {"low_streak": low_streak, "nonfinite": nonfinite, "base": summary.get("base"),
                         "train_seconds": time.perf_counter() - started, "rollout_tokens": rollout_tokens}
-                if is_main():  # every rank holds the same weights and optimizer state
+                if is_main() or policy.sharded:  # replicated: rank 0 writes; FSDP2: every rank its shards
                     save_checkpoint(run_dir, step, policy, optimizer, scheduler, cursor=stream.cursor,
                                     components=components, loop=loop, keep=cfg.train.keep_checkpoints)
                 saved, last_save = step, time.monotonic()
@@ -189,8 +190,9 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     summary["rollout_tokens"] = rollout_tokens
     if log is not None:
         log.close()
+    state = full_state(policy.model) if policy.sharded else None  # FSDP2: every rank joins the gather
     if is_main():
-        save_final(policy, tokenizer, run_dir / "final")
+        save_final(policy, tokenizer, run_dir / "final", state)
     inputs.trained_model = policy.model
     if cfg.eval.before_after:
         summary["trained"] = _evaluate(policy.model, tokenizer, heldout, heldout_texts, rewards, cfg, console,
@@ -268,12 +270,13 @@ def learnability_warning(metrics: dict[str, Any], cfg: Config) -> str:
             f"{cause}")
 
 
-def save_final(policy: Policy, tokenizer, folder: Path) -> None:
-    """The adapter (LoRA) or full model with the tokenizer in Hugging Face format, written then renamed."""
+def save_final(policy: Policy, tokenizer, folder: Path, state: dict[str, torch.Tensor] | None = None) -> None:
+    """The adapter (LoRA) or full model with the tokenizer in Hugging Face format, written then renamed;
+    `state`: the whole weights when the model is sharded."""
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    policy.model.save_pretrained(partial)
+    policy.model.save_pretrained(partial, state_dict=state)
     tokenizer.save_pretrained(partial)
     if folder.exists():
         shutil.rmtree(folder)

@@ -18,6 +18,8 @@ from groupwise.errors import GroupwiseError
 from groupwise.models.precision import autocast, resolve_bf16
 from groupwise.rollout.generate import Rollout
 from groupwise.rollout.sampler import Sampler
+from groupwise.train.distributed import world_size
+from groupwise.train.fsdp import shard_model
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Policy:
     bf16: bool = False  # autocast the training passes
     version: int = 0  # optimizer updates so far; the sampler refreshes when it lags behind
     _sampler_version: int = 0
+    sharded: bool = False  # full fine-tuning under torchrun: FSDP2 (train/fsdp.py)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -86,7 +89,15 @@ def wrap_policy(model: PreTrainedModel, cfg: Config) -> Policy:
     if cfg.algorithm.beta > 0:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     model.requires_grad_(True)
-    return _with_sampler(Policy(model, reference, lora=False), cfg)
+    sharded = world_size() > 1
+    if sharded:  # FSDP2, the reference sharded the same way (it needs 1/W of its memory on each rank)
+        if cfg.rollout.engine != "fast":
+            raise GroupwiseError("rollout.engine=hf with full fine-tuning on several processes would gather the "
+                                 "sharded weights for every token", "use rollout.engine=fast (the default)")
+        bf16 = resolve_bf16(cfg.train.bf16, model)
+        model = shard_model(model, bf16)
+        reference = shard_model(reference, bf16) if reference is not None else None
+    return _with_sampler(Policy(model, reference, lora=False, sharded=sharded), cfg)
 
 
 def _with_sampler(policy: Policy, cfg: Config) -> Policy:

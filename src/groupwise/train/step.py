@@ -34,7 +34,9 @@ from groupwise.train.distributed import (
     sum_gradients,
     world_size,
 )
+from groupwise.train.fsdp import IDLE, full_tensor, lockstep, sharded_forward
 from groupwise.train.health import HealthTokens
+from groupwise.train.memory import peak_memory
 from groupwise.train.policy import Policy
 
 Rows = list[dict[str, Any]]
@@ -77,7 +79,7 @@ def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, sched
     timings = {k: all_max(v) for k, v in timings.items()}  # distributed: the slowest rank's times
     return step_metrics(whole, update, timings, cfg) | {"lr": scheduler.get_last_lr()[0], "_batch": whole,
                                                         "world_size": world_size(),
-                                                        "sampled_tokens": sampled_tokens}
+                                                        "sampled_tokens": sampled_tokens} | peak_memory()
 
 
 def completion_loss_mask(rollout: Rollout, overlong_filter: bool) -> Tensor:
@@ -226,7 +228,7 @@ def reference_and_old_logprobs(policy: Policy, rollout: Rollout, loss_mask: Tens
     """Log-probs that stay fixed during the updates: the reference's (beta > 0) and the old policy's."""
     out: dict[str, Tensor] = {}
     rows = torch.arange(len(rollout.completions))
-    chunks = micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask)
+    chunks = lockstep(micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask), policy.sharded)
     temperature = cfg.rollout.temperature
     if cfg.algorithm.beta > 0:
         with policy.as_reference() as reference, policy.training_precision():
@@ -237,19 +239,20 @@ def reference_and_old_logprobs(policy: Policy, rollout: Rollout, loss_mask: Tens
     return out
 
 
-def _gather(chunks: list[MicroBatch], rollout: Rollout, fn) -> Tensor:
+def _gather(chunks: list[MicroBatch | None], rollout: Rollout, fn) -> Tensor:
     full = torch.zeros(rollout.completion_ids.shape, dtype=torch.float32)
     for mb in chunks:
-        values = fn(mb)
-        full[mb.rows, : values.shape[1]] = values.float().cpu()
+        values = fn(mb or IDLE)  # None: an idle pass that keeps FSDP's collectives in step (train/fsdp.py)
+        if mb is not None:
+            full[mb.rows, : values.shape[1]] = values.float().cpu()
     return full
 
 
 def _logprobs(model, mb: MicroBatch, cfg: Config, temperature: float) -> tuple[Tensor, Tensor]:
     device = next(model.parameters()).device
     # gradient checkpointing drops the KV cache that prompt sharing hands from prompt to completions
-    return micro_batch_logprobs(model, mb.to(device), chunk=cfg.train.logprob_chunk, temperature=temperature,
-                                shared_prompts=not cfg.model.gradient_checkpointing)
+    return sharded_forward(model, micro_batch_logprobs, mb.to(device), chunk=cfg.train.logprob_chunk,
+                           temperature=temperature, shared_prompts=not cfg.model.gradient_checkpointing)
 
 
 def policy_updates(policy: Policy, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: Tensor,
@@ -278,9 +281,12 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
     health = HealthTokens()  # per-token KL and sampler/trainer gap over the whole optimizer step
     batch_count = all_sum(agg_count(a.agg, loss_mask[rows]))  # distributed: tokens/sequences on every rank
     batch_tokens = all_sum(agg_count("token-mean", loss_mask[rows]))  # logged stats are token means
-    for mb in micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask):
+    for mb in lockstep(micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask), policy.sharded):
         with policy.training_precision():
-            logp, entropy = _logprobs(policy.model, mb, cfg, cfg.rollout.temperature)
+            logp, entropy = _logprobs(policy.model, mb or IDLE, cfg, cfg.rollout.temperature)
+        if mb is None:  # FSDP2: this rank is out of rows but joins the others' passes, with a zero gradient
+            (logp.sum() * 0).backward()
+            continue
         mask = mb.completion_mask.to(device)
         old = mb.take(fixed["old"]).to(device) if "old" in fixed else logp.detach()
         ref = mb.take(fixed["ref"]).to(device) if "ref" in fixed else None
@@ -303,10 +309,12 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
         for k, v in stats.items():
             v = float(v)
             sums[k] = max(sums.get(k, v), v) if k.endswith("_max") else sums.get(k, 0.0) + v * token_share
-    sum_gradients(policy.trainable_parameters())  # distributed: the whole batch's gradient on every rank
+    if not policy.sharded:  # FSDP2 reduce-scattered the sharded gradients in backward already
+        sum_gradients(policy.trainable_parameters())  # distributed: the whole batch's gradient on every rank
     maxima = {k: all_max(v) for k, v in sums.items() if k.endswith("_max")}
     total_loss, sums = all_sum(total_loss), all_sum_dict(sums) | maxima
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.train.max_grad_norm))
+    grad_norm = float(full_tensor(torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(),
+                                                                  cfg.train.max_grad_norm)))
     finite = math.isfinite(total_loss) and math.isfinite(grad_norm)
     if finite:
         optimizer.step()
