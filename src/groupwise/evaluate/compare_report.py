@@ -76,13 +76,18 @@ def plot_passk(results: dict[str, Any], path: Path) -> bool:
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set(title="pass@k on the held-out problems (band: 95% bootstrap interval)", xlabel="k", ylabel="pass@k")
+    _save_with_legend(plt, fig, ax, path)
+    return True
+
+
+
+def _save_with_legend(plt: Any, fig: Any, ax: Any, path: Path) -> None:
+    """Grid, legend, tight layout, written as PNG to `path`; the figure is closed."""
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
-    return True
-
 
 def plot_scores(results: dict[str, Any], path: Path) -> bool:
     """Greedy accuracy of each row with its 95% interval as error bars."""
@@ -140,11 +145,7 @@ def plot_curves(cells: dict[str, list[CellResult]], path: Path, key: str = "rewa
         plt.close(fig)
         return False
     ax.set(title=f"Training {key}: mean over seeds, band from lowest to highest", xlabel="step", ylabel=key)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    _save_with_legend(plt, fig, ax, path)
     return True
 
 
