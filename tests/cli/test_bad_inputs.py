@@ -1,6 +1,8 @@
 """Bad inputs through the real CLI: exit 2, one `error: <problem> -- <fix>` line, no traceback, no half run.
 
-The cases run as subprocesses in parallel once per module (a fixture); each test then checks one result.
+Every case runs once per module (a fixture) through the Typer app in this process; a few also run as real
+`python -m groupwise.cli.main` subprocesses, in parallel, to cover the entry point itself. Each test then
+checks one result.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from groupwise.cli.main import app
 from groupwise.config.load import build_config, dump_config
 
 CLI = [sys.executable, "-m", "groupwise.cli.main"]
@@ -113,12 +117,35 @@ def snapshot(d: Path) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
-def run_case(case: Case, d: Path) -> tuple[subprocess.CompletedProcess, Path]:
+@dataclass
+class Outcome:
+    returncode: int
+    stderr: str
+    run_dir: Path
+
+
+# also run as real subprocesses: a config error, a data error (loads the data stack), a run-folder error
+IN_SUBPROCESS = ("unknown-key", "missing-data-file", "export-unfinished-run")
+
+
+def case_args(case: Case, d: Path) -> tuple[list[str], Path]:
     args = [a.replace("{d}", str(d)) for a in case.args]
     run_dir = d / f"run-{case.name}"
-    if case.train:
-        args += ["--run-dir", str(run_dir)]
-    return subprocess.run(CLI + args, capture_output=True, text=True, timeout=240, cwd=d), run_dir
+    return (args + ["--run-dir", str(run_dir)] if case.train else args), run_dir
+
+
+def run_in_subprocess(case: Case, d: Path) -> Outcome:
+    args, run_dir = case_args(case, d)
+    done = subprocess.run(CLI + args, capture_output=True, text=True, timeout=240, cwd=d)
+    return Outcome(done.returncode, done.stderr, run_dir)
+
+
+def run_in_process(case: Case, d: Path, runner: CliRunner) -> Outcome:
+    args, run_dir = case_args(case, d)
+    done = runner.invoke(app, args)
+    if done.exception is not None and not isinstance(done.exception, SystemExit):  # what a user would see
+        raise done.exception
+    return Outcome(done.exit_code, done.stderr, run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -129,22 +156,28 @@ def inputs(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def results(inputs) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+def results(inputs) -> dict[str, Outcome]:
     d, _ = inputs
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        return dict(zip([c.name for c in CASES], pool.map(lambda c: run_case(c, d), CASES), strict=True))
+    by_name = {c.name: c for c in CASES}
+    with ThreadPoolExecutor(max_workers=3) as pool, pytest.MonkeyPatch.context() as patch:
+        real = pool.map(lambda name: run_in_subprocess(by_name[name], d), IN_SUBPROCESS)
+        patch.chdir(d)
+        found = {c.name: run_in_process(c, d, CliRunner()) for c in CASES}
+        found.update({f"{name}/subprocess": outcome for name, outcome in zip(IN_SUBPROCESS, real, strict=True)})
+    return found
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_is_one_clear_line_with_exit_2(case, results):
-    done, run_dir = results[case.name]
+@pytest.mark.parametrize("key", [c.name for c in CASES] + [f"{n}/subprocess" for n in IN_SUBPROCESS])
+def test_bad_input_is_one_clear_line_with_exit_2(key, results):
+    case = next(c for c in CASES if c.name == key.split("/")[0])
+    done = results[key]
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: ") and " -- " in lines[0], lines[0]
     assert case.expect in lines[0], lines[0]
-    assert not run_dir.exists(), f"left a half run: {sorted(p.name for p in run_dir.iterdir())}"
+    assert not done.run_dir.exists(), f"left a half run: {sorted(p.name for p in done.run_dir.iterdir())}"
 
 
 def test_failed_commands_leave_the_inputs_as_they_were(inputs, results):

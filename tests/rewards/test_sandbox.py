@@ -101,6 +101,22 @@ def test_infinite_loop_is_killed_at_the_wall_clock_limit() -> None:
     assert not sandbox_pids()
 
 
+@pytest.mark.parametrize("chain", [True, False], ids=["prlimit-chain", "preexec"])
+def test_rlimits_reach_the_program(chain: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set by a shell + prlimit chain in front of the program (so Popen can vfork), or by the preexec fallback
+    where prlimit is missing: either way the program sees the same limits."""
+    from groupwise.rewards import _proc
+
+    if not chain:
+        monkeypatch.setattr(_proc, "_PRLIMIT", None)
+    elif _proc._PRLIMIT is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    result = sb.run_sandboxed(["/bin/sh", "-c", "ulimit -t; ulimit -n; ulimit -c; ulimit -v"], {},
+                              sb.SandboxLimits(cpu_s=7, memory_mb=300))
+    assert result.ok, result.stderr
+    assert result.stdout.split() == ["7", "1024", "0", str(300 * 1024)]  # ulimit -v is in KiB
+
+
 @needs_bwrap
 def test_cpu_limit_kills_a_busy_loop() -> None:
     result = run_py("while True:\n    pass\n", timeout_s=30, cpu_s=1)

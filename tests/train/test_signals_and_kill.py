@@ -77,6 +77,29 @@ def test_kill_9_at_random_moments_never_loads_a_partial_checkpoint(tmp_path):
     steps, run, rng = 30, tmp_path / "run", random.Random(6)
     env = os.environ | {SLOW_ENV: "0.05"}  # widen the window in which a kill lands mid-checkpoint
     args = sets(*TINY, f"train.steps={steps}", "train.save_every=1", "train.keep_checkpoints=2")
+    whole = tmp_path / "whole"  # the same job, never interrupted (meanwhile): same metrics and weights
+    uninterrupted = start(["--run-dir", str(whole)] + args, tmp_path / "whole.txt")
+    try:
+        kill_and_resume_ten_times(run, args, steps, env, rng, tmp_path)
+        assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "whole.txt").read_text()
+    finally:
+        uninterrupted.kill()
+    done = subprocess.run(CLI + ["--resume", str(run)] + args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [r["step"] for r in read_metrics(run)] == list(range(1, steps + 1))
+    samples = [json.loads(line)["step"] for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert samples == list(range(1, steps + 1))
+    assert (run / "summary.json").exists() and (run / "final").is_dir()
+    assert not list(run.glob(f"{PARTIAL_PREFIX}*"))
+    assert all(is_intact(folder) for _, folder in list_checkpoints(run))
+    assert [untimed(r) for r in read_metrics(run)] == [untimed(r) for r in read_metrics(whole)]
+    a, b = (load_file(r / "final" / "adapter_model.safetensors") for r in (run, whole))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+
+
+def kill_and_resume_ten_times(run: Path, args: list[str], steps: int, env: dict[str, str], rng: random.Random,
+                              tmp_path: Path) -> None:
+    """Start (then resume) the run and kill -9 it ten times: during start-up, mid-checkpoint, at random."""
     mid_write = resumed_checks = 0
     for attempt in range(10):
         log = tmp_path / f"log{attempt}.txt"
@@ -104,20 +127,6 @@ def test_kill_9_at_random_moments_never_loads_a_partial_checkpoint(tmp_path):
         assert "Traceback" not in text, text
         assert newest_intact(run) < steps, "the run finished before it was killed 10 times"
     assert mid_write >= 3 and resumed_checks >= 6
-    done = subprocess.run(CLI + ["--resume", str(run)] + args, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert [r["step"] for r in read_metrics(run)] == list(range(1, steps + 1))
-    samples = [json.loads(line)["step"] for line in (run / "samples.jsonl").read_text().splitlines()]
-    assert samples == list(range(1, steps + 1))
-    assert (run / "summary.json").exists() and (run / "final").is_dir()
-    assert not list(run.glob(f"{PARTIAL_PREFIX}*"))
-    assert all(is_intact(folder) for _, folder in list_checkpoints(run))
-    whole = tmp_path / "whole"  # the same job, never interrupted: same metrics and weights
-    done = subprocess.run(CLI + ["--run-dir", str(whole)] + args, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert [untimed(r) for r in read_metrics(run)] == [untimed(r) for r in read_metrics(whole)]
-    a, b = (load_file(r / "final" / "adapter_model.safetensors") for r in (run, whole))
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
 
 
 def untimed(record: dict) -> dict:
