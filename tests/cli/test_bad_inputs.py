@@ -124,6 +124,7 @@ class Outcome:
     run_dir: Path
 
 
+BY_NAME = {c.name: c for c in CASES}
 # also run as real subprocesses: a config error, a data error (loads the data stack), a run-folder error
 IN_SUBPROCESS = ("unknown-key", "missing-data-file", "export-unfinished-run")
 
@@ -158,9 +159,8 @@ def inputs(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
 @pytest.fixture(scope="module")
 def results(inputs) -> dict[str, Outcome]:
     d, _ = inputs
-    by_name = {c.name: c for c in CASES}
     with ThreadPoolExecutor(max_workers=3) as pool, pytest.MonkeyPatch.context() as patch:
-        real = pool.map(lambda name: run_in_subprocess(by_name[name], d), IN_SUBPROCESS)
+        real = pool.map(lambda name: run_in_subprocess(BY_NAME[name], d), IN_SUBPROCESS)
         patch.chdir(d)
         found = {c.name: run_in_process(c, d, CliRunner()) for c in CASES}
         found.update({f"{name}/subprocess": outcome for name, outcome in zip(IN_SUBPROCESS, real, strict=True)})
@@ -169,7 +169,7 @@ def results(inputs) -> dict[str, Outcome]:
 
 @pytest.mark.parametrize("key", [c.name for c in CASES] + [f"{n}/subprocess" for n in IN_SUBPROCESS])
 def test_bad_input_is_one_clear_line_with_exit_2(key, results):
-    case = next(c for c in CASES if c.name == key.split("/")[0])
+    case = BY_NAME[key.split("/")[0]]
     done = results[key]
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, done.stderr
