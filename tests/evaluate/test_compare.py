@@ -170,6 +170,7 @@ def test_the_grid_writes_run_folders_cells_and_results(grid):
             folder = out / name / f"seed-{seed}"
             assert (folder / "final").is_dir() and (folder / "config.yaml").is_file()
             c = load(folder / "cell.json")
+            assert c["precision"] is None  # every dtype pinned: the same on any machine
             assert len(c["problems"]) == 6 and c["n"] == [4] * 6 and c["curve"]["step"] == [1, 2, 3, 4]
             metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
             tokens = [m["sampled_tokens"] for m in metrics]  # every completion token sampled, 2x4 a step
@@ -256,6 +257,23 @@ def test_another_experiment_in_the_same_folder_is_refused(grid, tmp_path):
     changed.write_text(EXPERIMENT.replace("steps: 4", "steps: 5"))
     done = CliRunner().invoke(app, ["compare", str(changed), "--out", str(grid / "out")])
     assert done.exit_code == 2 and "was made from another experiment" in done.stderr
+
+
+def test_a_grid_with_auto_precision_is_not_continued_where_auto_resolves_otherwise(tmp_path, monkeypatch):
+    """`auto` dtypes resolve per machine: cells in bf16 and float32 must not end up in one grid unnoticed."""
+    from groupwise.models import precision
+
+    auto = EXPERIMENT.replace("max_new_tokens: 4, dtype: float32", "max_new_tokens: 4, dtype: auto").replace(
+        "seeds: [0, 1]", "seeds: [0]").replace("steps: 4, save_every: 2", "steps: 1, save_every: 1")
+    (tmp_path / "exp.yaml").write_text(auto.replace("  same: {}\n", ""))
+    command = ["compare", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "out")]
+    assert (done := CliRunner().invoke(app, command)).exit_code == 0, done.output
+    here = "bfloat16" if precision.fast_bf16(precision.torch.device("cpu")) else "float32"
+    assert load(tmp_path / "out" / "grpo" / "seed-0" / "cell.json")["precision"] == here
+    real = precision.fast_bf16
+    monkeypatch.setattr(precision, "fast_bf16", lambda device: not real(device))  # another kind of machine
+    done = CliRunner().invoke(app, command)
+    assert done.exit_code == 2 and f"was made in {here}, but `auto` precision is" in done.stderr, done.output
 
 
 def test_the_report_has_its_table_and_plots(grid):

@@ -31,6 +31,7 @@ class Cell:
     eval_config: dict[str, Any]  # the same, with the base config's scoring and sampling for evaluation
     spec: str  # compare_spec.spec_hash of the cell
     samples: int
+    precision: str | None = None  # compare_spec.auto_precision: what `auto` dtypes became on this machine
 
 
 def finished(cell: Cell) -> dict[str, Any] | None:
@@ -40,19 +41,28 @@ def finished(cell: Cell) -> dict[str, Any] | None:
         return None
     result = json.loads(path.read_text())
     if result.get("spec") != cell.spec:
-        raise GroupwiseError(f"'{path}' was made from another experiment (base, variant, seed or eval changed)",
-                             "restore the experiment file, or use another --out folder")
+        raise _another_spec(path, result, cell, "made", "restore the experiment file, or use another --out folder")
     return result
 
 
 def check_started_spec(cell: Cell) -> None:
     """An unfinished cell resumes only with the spec it was started with."""
     path = cell.folder / SPEC
-    if path.is_file() and json.loads(path.read_text()).get("spec") != cell.spec:
-        raise GroupwiseError(f"'{cell.folder}' was started from another experiment (base, variant, seed or eval "
-                             "changed)", "restore the experiment file, or delete that folder to start it again")
+    if path.is_file() and (started := json.loads(path.read_text())).get("spec") != cell.spec:
+        raise _another_spec(cell.folder, started, cell, "started",
+                            "restore the experiment file, or delete that folder to start it again")
     cell.folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"spec": cell.spec, "variant": cell.variant, "seed": cell.seed}))
+    path.write_text(json.dumps({"spec": cell.spec, "variant": cell.variant, "seed": cell.seed,
+                                "precision": cell.precision}))
+
+
+def _another_spec(path: Path, recorded: dict[str, Any], cell: Cell, verb: str, fix: str) -> GroupwiseError:
+    if recorded.get("precision", cell.precision) != cell.precision:
+        return GroupwiseError(f"'{path}' was {verb} in {recorded['precision']}, but `auto` precision is "
+                              f"{cell.precision} on this machine: one grid would mix the two",
+                              "continue the grid on a machine like the one it started on, or pin model.dtype, "
+                              "rollout.dtype and train.bf16 in the experiment's base and use another --out")
+    return GroupwiseError(f"'{path}' was {verb} from another experiment (base, variant, seed or eval changed)", fix)
 
 
 def run_cell(cell: Cell, heldout: list[Row], console=None) -> dict[str, Any]:
@@ -126,7 +136,7 @@ def evaluate_cell(model, tokenizer, rows: list[Row], cfg: Config, out: Path, sam
 def cell_result(cell: Cell, records: list[dict[str, Any]], summary: dict[str, Any],
                 train_summary: dict[str, Any], curve: dict[str, list]) -> dict[str, Any]:
     """cell.json: per-problem outcomes (greedy, n and correct for pass@k, mean reward), training cost, curve."""
-    return {"variant": cell.variant, "seed": cell.seed, "spec": cell.spec,
+    return {"variant": cell.variant, "seed": cell.seed, "spec": cell.spec, "precision": cell.precision,
             "problems": [r["key"] for r in records],
             "greedy_correct": [int(bool(r["greedy_correct"])) for r in records],
             "n": [r.get("n", 0) for r in records], "correct": [r.get("correct", 0) for r in records],

@@ -20,6 +20,7 @@ from groupwise.evaluate.compare_cells import Cell, finished, run_cell, run_cell_
 from groupwise.evaluate.compare_spec import (
     Experiment,
     Variant,
+    auto_precision,
     base_config,
     cell_config,
     load_experiment,
@@ -129,17 +130,19 @@ def scoring_of(cfg: Config, base: Config) -> dict[str, Any]:
 
 def make_base_cell(experiment: Experiment, base: Config, out: Path, threads: int) -> Cell:
     cfg = base.override([f"train.threads={threads}"])
+    precision = auto_precision(cfg)
     return Cell("base", None, out / "base", cfg.model_dump(mode="json"), scoring_of(cfg, base),
-                spec_hash(experiment, None, None), experiment.eval.samples)
+                spec_hash(experiment, None, None, precision), experiment.eval.samples, precision)
 
 
 def make_cell(experiment: Experiment, variant: Variant, seed: int, base: Config, out: Path, threads: int,
               parallel: int, console: Console) -> Cell:
     folder = out / variant.name / f"seed-{seed}"
-    spec = spec_hash(experiment, variant, seed)
+    precision = auto_precision(cell_config(experiment, variant, seed, threads=threads))
+    spec = spec_hash(experiment, variant, seed, precision)
     extra: dict[str, Any] = {"log": {"progress": False}} if parallel > 1 else {}
     if variant.select is not None:
-        probe = Cell(variant.name, seed, folder, {}, {}, spec, experiment.eval.samples)
+        probe = Cell(variant.name, seed, folder, {}, {}, spec, experiment.eval.samples, precision)
         selected = out / "select" / f"{variant.name}.jsonl"
         if finished(probe) is None:
             select_slice(base, variant.select, selected, console)
@@ -148,7 +151,7 @@ def make_cell(experiment: Experiment, variant: Variant, seed: int, base: Config,
                   "rewards": with_named_rewards(base).rewards.model_dump(mode="json")}
     cfg = cell_config(experiment, variant, seed, threads=threads, extra=extra)
     return Cell(variant.name, seed, folder, cfg.model_dump(mode="json"), scoring_of(cfg, base), spec,
-                experiment.eval.samples)
+                experiment.eval.samples, precision)
 
 
 def select_slice(base: Config, select: dict[str, Any], out: Path, console: Console) -> None:

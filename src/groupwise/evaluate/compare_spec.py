@@ -183,9 +183,23 @@ def base_config(experiment: Experiment) -> Config:
     return config_from_mapping(experiment.base)
 
 
-def spec_hash(experiment: Experiment, variant: Variant | None, seed: int | None) -> str:
-    """What makes a cell's results: a rerun with another base, variant or eval refuses to reuse them."""
+def auto_precision(cfg: Config) -> str | None:
+    """What the config's `auto` precisions become on this machine (bfloat16 where it computes bf16 fast, else
+    float32); None when model.dtype, rollout.dtype and train.bf16 are all pinned."""
+    from groupwise.models.load import resolve_device
+    from groupwise.models.precision import fast_bf16
+
+    if "auto" not in (cfg.model.dtype, cfg.rollout.dtype, cfg.train.bf16):
+        return None
+    return "bfloat16" if fast_bf16(resolve_device(cfg.model.device)) else "float32"
+
+
+def spec_hash(experiment: Experiment, variant: Variant | None, seed: int | None, precision: str | None) -> str:
+    """What makes a cell's results: a rerun with another base, variant or eval, or on a machine where the
+    config's `auto` precisions resolve otherwise (`auto_precision`), refuses to reuse them."""
     spec = {"base": experiment.base, "variant": variant and {"overrides": variant.overrides,
                                                              "select": variant.select},
             "seed": seed, "eval": {"problems": experiment.eval.problems, "samples": experiment.eval.samples}}
+    if precision is not None:
+        spec["precision"] = precision
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
