@@ -71,6 +71,45 @@ def test_bf16_engine_samples_valid_groups(tiny):
     assert rollout.completion_ids.shape[0] == 6 and torch.isfinite(rollout.sampling_logp).all()
 
 
+def test_a_bf16_copy_keeps_a_small_adapter_delta_that_merging_would_round_away(tiny):
+    """A delta below bf16's resolution of W: merged into bf16 weights it vanishes on most elements; the copy
+    adds it beside the frozen layer instead, computing what the trainer's bf16 autocast passes compute."""
+    policy, tokenizer = _lora_policy(tiny)
+    layers = [m for n, m in policy.model.named_modules() if n.endswith("self_attn.q_proj")]
+    for layer in layers:
+        layer.base_layer.weight.data = layer.base_layer.weight.data.bfloat16().float()  # exact in bf16
+        layer.lora_B["default"].weight.data.mul_(1e-3)
+    layer, x = layers[0], torch.randn(64, layers[0].in_features).bfloat16()
+    w, delta = layer.base_layer.weight, layer.get_delta_weight("default")
+    assert ((w + delta).bfloat16().float() == w).float().mean() > 0.4  # what a merged copy would hold
+
+    engine = GenerationEngine(policy.model, torch.bfloat16)
+    copy = engine.model.model.layers[0].self_attn.q_proj
+    assert torch.equal(copy.weight.float(), w)  # the frozen weight, not W + delta
+    a = layer.lora_A["default"].weight.bfloat16()
+    scaled_b = (layer.lora_B["default"].weight * layer.scaling["default"]).bfloat16()
+    linear = torch.nn.functional.linear
+    with torch.no_grad():
+        assert torch.equal(copy(x), linear(x, w.bfloat16()) + linear(linear(x, a), scaled_b))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            trainer = layer(x)  # peft under autocast: bf16 W x, plus bf16 s B(A x)
+    torch.testing.assert_close(copy(x).float(), trainer.float(), atol=2e-3, rtol=1e-2)
+
+    rollout = engine.rollouts(tokenizer, PROMPTS, group_size=2, max_new_tokens=6)
+    ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], 1)
+    mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], 1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the trainer's bf16 passes
+        scored = naive_sequence_logprobs(policy.model, ids, mask, rollout.prompt_ids.shape[1])
+    valid = rollout.completion_mask.bool()
+    torch.testing.assert_close(rollout.sampling_logp[valid], scored[valid].float(), atol=0.05, rtol=0)
+
+    for layer in layers:  # a later sync carries the adapter's new values
+        layer.lora_B["default"].weight.data.zero_()
+    engine.sync(policy.model)
+    with torch.no_grad():
+        assert torch.equal(copy(x), torch.nn.functional.linear(x, copy.weight))
+
+
 def test_inverse_cdf_sampling_draws_each_token_with_its_probability():
     torch.manual_seed(0)
     probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.0, 0.0, 0.0, 1.0]]).repeat(20000, 1)

@@ -160,11 +160,12 @@ class AlgorithmConfig(Section):
 
 
 class RolloutConfig(Section):
-    engine: Literal["fast", "hf"] = Field("fast", description="fast: a merged copy of the policy decoding each "
-                                          "prompt once per group; hf: plain transformers generate.")
+    engine: Literal["fast", "hf"] = Field("fast", description="fast: a copy of the policy decoding each prompt "
+                                          "once per group; hf: plain transformers generate.")
     weights: Literal["auto", "copy", "shared"] = Field(
-        "auto", description="The fast engine decodes from a merged copy of the policy (copy: no adapter work per "
-        "token, one more model in memory) or from the policy itself (shared); auto: copy on a CPU, shared on GPUs.")
+        "auto", description="The fast engine decodes from a copy of the policy (copy: LoRA merged in float32, kept "
+        "beside the frozen weights in bf16; one more model in memory) or from the policy itself (shared); auto: copy "
+        "on a CPU, shared on GPUs.")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Precision of the fast engine's products (the copy's weights, or autocast when shared); "
         "auto: bfloat16 where the device computes it fast (AVX512-BF16/AMX CPUs, CUDA), else float32.")

@@ -2,7 +2,8 @@
 
 Tested against the plain path (`generate_group_rollouts`, transformers `generate`): same tokens under greedy
 decoding in float32. What makes it faster on a small batch of short completions:
-- generation runs on plain merged weights (W + BA), so no LoRA adapter work per token;
+- generation runs on plain merged weights (W + BA), so no LoRA adapter work per token; a bfloat16 copy keeps
+  the deltas beside the frozen weights instead (`lora_side.py`: merged, bf16 rounds most of them away);
 - each distinct prompt is prefilled once and its KV cache fanned out to its G samples;
 - rows that emitted EOS leave the batch, and decoding stops when none are left;
 - on a CPU, attention is plain matrix products and tokens are drawn by inverting the cumulative distribution,
@@ -20,12 +21,12 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
-from torch.distributed.tensor import DTensor
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from groupwise.models.logprobs import prefill_prompts
 from groupwise.models.precision import autocast
 from groupwise.rollout.generate import Rollout, completion_mask_and_eos, encode_prompts
+from groupwise.rollout.lora_side import LoraSidePaths, full, plain_lora
 from groupwise.rollout.streams import counter_uniforms, random_prompt_keys, row_keys
 
 
@@ -84,11 +85,16 @@ class GenerationEngine:
             decode_attention(device))).eval().requires_grad_(False)
         self.model.to(device)
         self._static_synced = False
+        lora = _lora_modules(policy_model)
+        beside = {name: layer for name, layer in lora.items() if plain_lora(layer)} if dtype != torch.float32 else {}
+        modules = dict(self.model.named_modules())
+        self.side = LoraSidePaths({name: modules[_plain_name(name)] for name in beside}, beside, dtype)
         self.sync(policy_model)
 
     @torch.no_grad()
     def sync(self, policy_model: PreTrainedModel) -> None:
-        """Copy the policy's current weights, LoRA deltas merged in (the policy itself is never modified)."""
+        """Copy the policy's current weights, LoRA deltas merged in, or beside the frozen weights in a
+        low-precision copy (the policy itself is never modified)."""
         if self.shared:
             return
         lora = _lora_modules(policy_model)
@@ -97,10 +103,13 @@ class GenerationEngine:
             for name, param in policy_model.named_parameters():
                 plain = _plain_name(name)
                 if "lora_" not in name and plain in own:  # a sharded weight is gathered whole, once per sync
-                    own[plain].copy_(param.full_tensor() if isinstance(param, DTensor) else param)
+                    own[plain].copy_(full(param))
             self._static_synced = bool(lora)
         targets = dict(self.model.named_modules())
+        self.side.load(lora)
         for name, layer in lora.items():
+            if name in self.side.factors:
+                continue
             adapter = layer.active_adapters[0]
             merged = layer.base_layer.weight + layer.get_delta_weight(adapter)
             targets[_plain_name(name)].weight.copy_(merged)
