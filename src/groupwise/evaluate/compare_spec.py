@@ -184,8 +184,9 @@ def base_config(experiment: Experiment) -> Config:
 
 
 def auto_precision(cfg: Config) -> str | None:
-    """What the config's `auto` precisions become on this machine (bfloat16 where it computes bf16 fast, else
-    float32); None when model.dtype, rollout.dtype and train.bf16 are all pinned."""
+    """The kind of machine the config's `auto` precisions resolve on: bfloat16 where it computes bf16 fast, else
+    float32 (a model too small for bf16 to pay, `bf16_pays`, stays float32 on either); None when model.dtype,
+    rollout.dtype and train.bf16 are all pinned."""
     from groupwise.models.load import resolve_device
     from groupwise.models.precision import fast_bf16
 

@@ -26,8 +26,9 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from groupwise.models.logprobs import prefill_prompts
 from groupwise.models.precision import autocast
 from groupwise.rollout.generate import Rollout, completion_mask_and_eos, encode_prompts
-from groupwise.rollout.lora_side import LoraSidePaths, full, plain_lora
+from groupwise.rollout.lora_side import LoraSidePaths, plain_lora
 from groupwise.rollout.streams import counter_uniforms, random_prompt_keys, row_keys
+from groupwise.train.fsdp import full_tensor
 
 
 def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
@@ -103,7 +104,7 @@ class GenerationEngine:
             for name, param in policy_model.named_parameters():
                 plain = _plain_name(name)
                 if "lora_" not in name and plain in own:  # a sharded weight is gathered whole, once per sync
-                    own[plain].copy_(full(param))
+                    own[plain].copy_(full_tensor(param))
             self._static_synced = bool(lora)
         targets = dict(self.model.named_modules())
         self.side.load(lora)

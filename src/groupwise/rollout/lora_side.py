@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributed.tensor import DTensor
 
-
-def full(tensor: Tensor) -> Tensor:
-    """A whole tensor from a sharded (FSDP2) parameter; a plain tensor as it is."""
-    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+from groupwise.train.fsdp import full_tensor
 
 
 def plain_lora(layer: torch.nn.Module) -> bool:
@@ -53,5 +49,5 @@ class LoraSidePaths:
         for name, (a, b) in self.factors.items():
             layer = lora[name]
             adapter = layer.active_adapters[0]
-            a.copy_(full(layer.lora_A[adapter].weight))
-            b.copy_(full(layer.lora_B[adapter].weight) * layer.scaling[adapter])
+            a.copy_(full_tensor(layer.lora_A[adapter].weight))
+            b.copy_(full_tensor(layer.lora_B[adapter].weight) * layer.scaling[adapter])
