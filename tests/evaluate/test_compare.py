@@ -101,6 +101,14 @@ def test_report_table_from_known_results(tmp_path):
     assert "<td>focal</td><td>100.0% <span class='ci'>[100.0%, 100.0%]</span></td>" in html  # greedy 2 of 2
     assert "+50.0 pts" in html and "+1.0 <span class='ci'>[+1.0, +1.0]</span>" in html  # minus grpo's 50%, 2 min
     assert "30k" in html and html.count("src='data:image/png;base64,") == 3
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert table[2] == ("| variant | greedy | pass@1 | pass@4 | mean reward | training min | rollout tokens |")
+    # focal: greedy on both problems; p1 4 of 4 samples correct, p2 none. grpo: greedy on p1, p1 2 of 4
+    assert table[6] == "| `focal` | 100.0 [100.0, 100.0] | 50.0 [0.0, 100.0] | 50.0 [0.0, 100.0] | " \
+        "0.500 [0.000, 1.000] | 3.0 [3.0, 3.0] | 30k [30k, 30k] |"
+    assert table[5].startswith("| `grpo` | 50.0 [0.0, 100.0] | 25.0 [0.0, 50.0] |")
+    assert table[7].startswith("| `focal` - `grpo` | +50.0 [0.0, +100.0] | +25.0 [0.0, +50.0] | 0.0 [0.0, 0.0] |")
+    assert table[4].startswith("| base model | 0.0 [0.0, 0.0] | 12.5 [") and table[4].endswith("| - | - |")
 
 
 # ---- bad experiment files ------------------------------------------------------------------------------------
@@ -282,6 +290,9 @@ def test_the_report_has_its_table_and_plots(grid):
     assert html.count("src='data:image/png;base64,") == 3 and "<link" not in html
     assert {"accuracy.png", "passk.png", "curves.png"} <= {p.name for p in (grid / "out").glob("*.png")}
     assert "<td>base</td>" in html and "<td>same</td>" in html and "variant minus grpo" in html
+    table = (grid / "out" / "results.md").read_text()
+    assert "| `same` - `grpo` | 0.0 [0.0, 0.0] |" in table
+    assert table.count("\n| ") == 5  # the heading, base, 2 variants, 1 difference
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: cannot render report.html")

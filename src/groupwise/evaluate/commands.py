@@ -98,5 +98,6 @@ def register_evaluate_commands(app: typer.Typer, console: Console) -> None:
             console.print(f"interrupted; rerun `groupwise compare {experiment} --out {out}` to resume",
                           markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
-        Console().print(f"{done['ran']} cells run now; results: {done['results']}; report: {done['report']}",
+        Console().print(f"{done['ran']} cells run now; results: {done['results']}; report: {done['report']}; "
+                        f"Markdown table: {done['table']}",
                         markup=False, highlight=False, soft_wrap=True)

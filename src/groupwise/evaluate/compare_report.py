@@ -26,8 +26,9 @@ def _pyplot():
     return plt
 
 
-def fmt(metric: str, value: float | None, difference: bool = False) -> str:
-    """Rates as percent (a difference in points), minutes with one decimal, tokens in k or M."""
+def fmt(metric: str, value: float | None, difference: bool = False, units: bool = True) -> str:
+    """Rates as percent (a difference in points), minutes with one decimal, tokens as 950, 1.6k, 25k or 1.20M;
+    `units=False` leaves out the % and pts of rates (a table that says its unit once)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     sign = "+" if difference and value > 0 else ""
@@ -35,11 +36,13 @@ def fmt(metric: str, value: float | None, difference: bool = False) -> str:
         return f"{sign}{value:.1f}"
     if metric == "rollout_tokens":
         size = abs(value)
-        text = f"{value / 1e6:.2f}M" if size >= 1e6 else f"{value / 1e3:.0f}k" if size >= 1e4 else f"{value:.0f}"
+        text = (f"{value / 1e6:.2f}M" if size >= 1e6 else f"{value / 1e3:.0f}k" if size >= 1e4
+                else f"{value / 1e3:.1f}k" if size >= 1e3 else f"{value:.0f}")
         return sign + text
     if metric == "mean_reward":
         return f"{sign}{value:.3f}"
-    return f"{sign}{100 * value:.1f}{' pts' if difference else '%'}"
+    unit = (" pts" if difference else "%") if units else ""
+    return f"{sign}{100 * value:.1f}{unit}"
 
 
 def cell_text(metric: str, entry: dict[str, Any] | None, difference: bool = False) -> str:
@@ -56,6 +59,30 @@ def table_html(rows: dict[str, dict[str, Any]], metrics: list[str], difference: 
         cells = "".join(f"<td>{cell_text(m, entries.get(m), difference)}</td>" for m in metrics)
         body.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
     return f"<table><tr><th>variant</th>{head}</tr>{''.join(body)}</table>"
+
+
+HEADINGS = {"greedy_accuracy": "greedy", "mean_reward": "mean reward", "train_minutes": "training min",
+            "rollout_tokens": "rollout tokens"}
+
+
+def table_markdown(results: dict[str, Any]) -> str:
+    """results.md: base, variants and paired differences as one Markdown table, each value with its interval."""
+    metrics = list(next(iter(results["variants"].values())))
+    rows = {"base model": (results["base"], False)} | {f"`{n}`": (e, False) for n, e in results["variants"].items()}
+    rows |= {f"`{n}` - `{results['baseline']}`": (e, True) for n, e in results["differences"].items()}
+    lines = [f"{results['problems']} held-out problems, seeds {results['seeds']}, {results['samples']} samples a "
+             "problem for pass@k. Mean over seeds [95% bootstrap interval over seeds and problems]; rates in "
+             f"percent, the rows after the variants are paired differences to `{results['baseline']}` in points.",
+             "", "| variant | " + " | ".join(HEADINGS.get(m, m) for m in metrics) + " |",
+             "|---|" + "---:|" * len(metrics)]
+    for name, (entries, difference) in rows.items():
+        values = []
+        for m in metrics:
+            entry = entries.get(m)
+            lo, hi = (fmt(m, v, difference, units=False) for v in entry["ci95"]) if entry else ("", "")
+            values.append(f"{fmt(m, entry['mean'], difference, units=False)} [{lo}, {hi}]" if entry else "-")
+        lines.append(f"| {name} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_passk(results: dict[str, Any], path: Path) -> bool:
@@ -150,7 +177,8 @@ def plot_curves(cells: dict[str, list[CellResult]], path: Path, key: str = "rewa
 
 
 def build_compare_report(out: Path, results: dict[str, Any], cells: dict[str, list[CellResult]]) -> Path:
-    """Write the PNGs and report.html into `out`; returns the page."""
+    """Write the PNGs, report.html and results.md (the table in Markdown) into `out`; returns the page."""
+    (out / "results.md").write_text(table_markdown(results))
     plots = [(title, out / slug) for title, slug, made in (
         ("Greedy accuracy", "accuracy.png", plot_scores(results, out / "accuracy.png")),
         ("pass@k", "passk.png", plot_passk(results, out / "passk.png")),

@@ -43,8 +43,8 @@ class CompareInterrupted(Exception):
 
 def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console: Console | None = None,
                 worker_setup: Callable[..., Any] | None = None, worker_args: tuple = ()) -> dict[str, Any]:
-    """Run what is missing of the grid, then write results.json and report.html; returns their paths and
-    how many cells ran now. `worker_setup(*worker_args)` prepares each `--parallel` worker process."""
+    """Run what is missing of the grid, then write results.json, report.html and results.md; returns their
+    paths and how many cells ran now. `worker_setup(*worker_args)` prepares each `--parallel` worker process."""
     import torch
 
     from groupwise.evaluate.compare_report import build_compare_report
@@ -83,7 +83,8 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
                             seeds=experiment.seeds)
     write_json_atomic(out / "results.json", results)
     page = build_compare_report(out, results, {n: [finished(c) for c in g] for n, g in cells.items()})
-    return {"results": out / "results.json", "report": page, "ran": len(todo), "summary": results}
+    return {"results": out / "results.json", "report": page, "table": out / "results.md", "ran": len(todo),
+            "summary": results}
 
 
 def available_cores() -> int:
