@@ -90,7 +90,7 @@ def test_results_by_hand():
 
 
 def test_report_table_from_known_results(tmp_path):
-    from groupwise.evaluate.compare_report import build_compare_report
+    from groupwise.evaluate.compare_report import build_compare_report, table_markdown
 
     base = cell([0, 0], [0, 1], seed=None, variant="base")
     curve = {"step": [1, 2], "reward/mean": [0.0, 0.5], "success_rate": [0.0, 0.5], "rollout_tokens": [10, 20]}
@@ -101,7 +101,7 @@ def test_report_table_from_known_results(tmp_path):
     assert "<td>focal</td><td>100.0% <span class='ci'>[100.0%, 100.0%]</span></td>" in html  # greedy 2 of 2
     assert "+50.0 pts" in html and "+1.0 <span class='ci'>[+1.0, +1.0]</span>" in html  # minus grpo's 50%, 2 min
     assert "30k" in html and html.count("src='data:image/png;base64,") == 3
-    table = (tmp_path / "results.md").read_text().splitlines()
+    table = table_markdown(r).splitlines()
     assert table[2] == ("| variant | greedy | pass@1 | pass@4 | mean reward | training min | rollout tokens |")
     # focal: greedy on both problems; p1 4 of 4 samples correct, p2 none. grpo: greedy on p1, p1 2 of 4
     assert table[6] == "| `focal` | 100.0 [100.0, 100.0] | 50.0 [0.0, 100.0] | 50.0 [0.0, 100.0] | " \

@@ -45,11 +45,24 @@ def fmt(metric: str, value: float | None, difference: bool = False, units: bool 
     return f"{sign}{100 * value:.1f}{unit}"
 
 
+def formatted(metric: str, entry: dict[str, Any], difference: bool = False, units: bool = True
+              ) -> tuple[str, str, str]:
+    """(mean, low, high) of one results.json entry, each as `fmt` writes it."""
+    low, high = entry["ci95"]
+    return (fmt(metric, entry["mean"], difference, units), fmt(metric, low, difference, units),
+            fmt(metric, high, difference, units))
+
+
 def cell_text(metric: str, entry: dict[str, Any] | None, difference: bool = False) -> str:
     if not entry:
         return "-"
-    lo, hi = (fmt(metric, v, difference) for v in entry["ci95"])
-    return f"{fmt(metric, entry['mean'], difference)} <span class='ci'>[{lo}, {hi}]</span>"
+    mean, lo, hi = formatted(metric, entry, difference)
+    return f"{mean} <span class='ci'>[{lo}, {hi}]</span>"
+
+
+def result_metrics(results: dict[str, Any]) -> list[str]:
+    """The metric names of results.json's variants, in its order."""
+    return list(next(iter(results["variants"].values())))
 
 
 def table_html(rows: dict[str, dict[str, Any]], metrics: list[str], difference: bool = False) -> str:
@@ -67,7 +80,7 @@ HEADINGS = {"greedy_accuracy": "greedy", "mean_reward": "mean reward", "train_mi
 
 def table_markdown(results: dict[str, Any]) -> str:
     """results.md: base, variants and paired differences as one Markdown table, each value with its interval."""
-    metrics = list(next(iter(results["variants"].values())))
+    metrics = result_metrics(results)
     rows = {"base model": (results["base"], False)} | {f"`{n}`": (e, False) for n, e in results["variants"].items()}
     rows |= {f"`{n}` - `{results['baseline']}`": (e, True) for n, e in results["differences"].items()}
     lines = [f"{results['problems']} held-out problems, seeds {results['seeds']}, {results['samples']} samples a "
@@ -76,11 +89,8 @@ def table_markdown(results: dict[str, Any]) -> str:
              "", "| variant | " + " | ".join(HEADINGS.get(m, m) for m in metrics) + " |",
              "|---|" + "---:|" * len(metrics)]
     for name, (entries, difference) in rows.items():
-        values = []
-        for m in metrics:
-            entry = entries.get(m)
-            lo, hi = (fmt(m, v, difference, units=False) for v in entry["ci95"]) if entry else ("", "")
-            values.append(f"{fmt(m, entry['mean'], difference, units=False)} [{lo}, {hi}]" if entry else "-")
+        values = ["{} [{}, {}]".format(*formatted(m, entries[m], difference, units=False)) if entries.get(m)
+                  else "-" for m in metrics]
         lines.append(f"| {name} | " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -177,14 +187,13 @@ def plot_curves(cells: dict[str, list[CellResult]], path: Path, key: str = "rewa
 
 
 def build_compare_report(out: Path, results: dict[str, Any], cells: dict[str, list[CellResult]]) -> Path:
-    """Write the PNGs, report.html and results.md (the table in Markdown) into `out`; returns the page."""
-    (out / "results.md").write_text(table_markdown(results))
+    """Write the PNGs and report.html into `out`; returns the page."""
     plots = [(title, out / slug) for title, slug, made in (
         ("Greedy accuracy", "accuracy.png", plot_scores(results, out / "accuracy.png")),
         ("pass@k", "passk.png", plot_passk(results, out / "passk.png")),
         ("Training reward", "curves.png", plot_curves(cells, out / "curves.png")),
     ) if made]
-    metrics = list(next(iter(results["variants"].values())))
+    metrics = result_metrics(results)
     figures = "".join(f"<figure><img alt='{html.escape(t)}' src='{_data_uri(p)}'></figure>" for t, p in plots)
     diff_title = f"Differences: variant minus {html.escape(results['baseline'])}, paired on seeds and problems"
     page = out / "report.html"

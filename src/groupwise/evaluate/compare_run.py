@@ -47,7 +47,7 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
     paths and how many cells ran now. `worker_setup(*worker_args)` prepares each `--parallel` worker process."""
     import torch
 
-    from groupwise.evaluate.compare_report import build_compare_report
+    from groupwise.evaluate.compare_report import build_compare_report, table_markdown
     from groupwise.evaluate.compare_results import build_results
 
     if parallel < 1:
@@ -82,9 +82,10 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
                             samples=experiment.eval.samples, replicates=experiment.eval.bootstrap,
                             seeds=experiment.seeds)
     write_json_atomic(out / "results.json", results)
+    table = out / "results.md"
+    table.write_text(table_markdown(results))
     page = build_compare_report(out, results, {n: [finished(c) for c in g] for n, g in cells.items()})
-    return {"results": out / "results.json", "report": page, "table": out / "results.md", "ran": len(todo),
-            "summary": results}
+    return {"results": out / "results.json", "report": page, "table": table, "ran": len(todo), "summary": results}
 
 
 def available_cores() -> int:
