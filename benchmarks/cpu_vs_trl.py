@@ -174,7 +174,7 @@ def run_groupwise(model: str, steps: int, threads: int, overrides: list[str]) ->
     import groupwise
     from groupwise.config.load import build_config
     from groupwise.models.precision import cpu_has_fast_bf16
-    from groupwise.train.loop import train
+    from groupwise.train.loop import training_loop
 
     with tempfile.TemporaryDirectory(prefix="bench-groupwise-") as tmp:
         data_path = Path(tmp) / "rows.jsonl"
@@ -183,7 +183,7 @@ def run_groupwise(model: str, steps: int, threads: int, overrides: list[str]) ->
         config = groupwise_config(data_path, model, steps, threads)
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         cfg = build_config(config_path, overrides)
-        train(cfg, Path(tmp) / "run")
+        training_loop(cfg, Path(tmp) / "run")
         columns = groupwise_columns(Path(tmp) / "run", reward="reward/mean", correct="reward/answer_match/mean",
                                     learnable_fraction="learnable_fraction")
 

@@ -223,7 +223,7 @@ def run_groupwise(workdir: Path, a: argparse.Namespace) -> None:
 
     import groupwise
     from groupwise.config.load import build_config
-    from groupwise.train.loop import train
+    from groupwise.train.loop import training_loop
 
     cuda = torch.cuda.is_available()
     words = json.loads((workdir / "model" / "bench-shape.json").read_text())["vocab_size"] - 3
@@ -235,7 +235,7 @@ def run_groupwise(workdir: Path, a: argparse.Namespace) -> None:
         config = groupwise_config(workdir, data_path, a, "cuda" if cuda else "cpu")
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         cfg = build_config(config_path, a.groupwise_set)
-        train(cfg, Path(tmp) / "run")
+        training_loop(cfg, Path(tmp) / "run")
         columns = groupwise_columns(Path(tmp) / "run", truncated_fraction="truncated_fraction")
 
     report({"system": "groupwise", "version": groupwise.__version__, "overrides": a.groupwise_set,

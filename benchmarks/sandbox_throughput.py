@@ -9,8 +9,8 @@ import argparse
 import tempfile
 import time
 
-from groupwise.rewards.registry import resolve_reward
-from groupwise.rewards.sandbox import bwrap_available
+from groupwise.rewards import resolve_reward
+from groupwise.sandbox.box import bwrap_available
 
 PY_TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(10, 5) == 15",
             "assert add(0, 0) == 0"]

@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 from groupwise.config.load import build_config
+from groupwise.data.prompts import render_prompts
 from groupwise.data.source import load_rows
-from groupwise.evaluate.passk_eval import evaluate_passk
+from groupwise.evaluate.heldout_eval import evaluate_passk
 from groupwise.models.load import load_configured_model
 from groupwise.models.trained import load_trained
 from groupwise.rewards.compute import configured_rewards
-from groupwise.train.loop import render_all, train
+from groupwise.train.loop import training_loop
 
 VARIANTS: dict[str, list[str]] = {
     "grpo": ["algorithm.preset=grpo"],
@@ -37,7 +38,7 @@ KS = [1, 4, 16]
 def evaluate(model, tokenizer, cfg, problems: int, samples: int) -> dict:
     rows = load_rows(cfg.data, "heldout")[:problems]
     rewards = configured_rewards(cfg)
-    return evaluate_passk(model, tokenizer, rows, render_all(rows, tokenizer, cfg), rewards, cfg,
+    return evaluate_passk(model, tokenizer, rows, render_prompts(rows, tokenizer, cfg.data), rewards, cfg,
                           samples=samples, ks=[k for k in KS if k <= samples])
 
 
@@ -61,7 +62,7 @@ def main() -> None:
         cfg = build_config(None, common + VARIANTS[name])
         run_dir = args.out / name.replace(" ", "_").replace("(", "").replace(")", "")
         started = time.perf_counter()
-        train(cfg, run_dir)
+        training_loop(cfg, run_dir)
         minutes = (time.perf_counter() - started) / 60
         trained, tokenizer, cfg = load_trained(run_dir)
         results[name] = evaluate(trained, tokenizer, cfg, args.problems, args.samples) | {"minutes": minutes}

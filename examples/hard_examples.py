@@ -24,14 +24,15 @@ from rich.console import Console
 
 from groupwise.config.load import build_config
 from groupwise.config.schema import Config
+from groupwise.data.prompts import render_prompts
 from groupwise.data.source import load_rows
 from groupwise.evaluate.accuracy import evaluate_rows
-from groupwise.evaluate.passk_eval import unique_rows
-from groupwise.evaluate.select import Strategy, estimate_pass_rates, select_indices, write_selection
+from groupwise.evaluate.heldout_eval import unique_rows
+from groupwise.evaluate.selection import Strategy, estimate_pass_rates, select_indices, write_selection
 from groupwise.models.load import load_configured_model
 from groupwise.models.trained import load_trained
 from groupwise.rewards.compute import configured_rewards
-from groupwise.train.loop import render_all, train
+from groupwise.train.loop import training_loop
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,7 +77,7 @@ def slice_config(overrides: list[str], data_file: Path, heldout_file: Path) -> C
 
 
 def heldout_accuracy(model, tokenizer, rows, cfg: Config, rewards) -> float:
-    return evaluate_rows(model, tokenizer, rows, render_all(rows, tokenizer, cfg), rewards, cfg,
+    return evaluate_rows(model, tokenizer, rows, render_prompts(rows, tokenizer, cfg.data), rewards, cfg,
                          samples=0)["greedy_accuracy"]
 
 
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
     model, tokenizer = load_configured_model(cfg)
     model.eval()
     console.print(f"estimating pass rates of {len(pool)} pool examples with {args.samples} samples each")
-    rates = estimate_pass_rates(lambda: (model, tokenizer, lambda rows: render_all(rows, tokenizer, cfg)),
+    rates = estimate_pass_rates(lambda: (model, tokenizer, lambda rows: render_prompts(rows, tokenizer, cfg.data)),
                                 pool, cfg, rewards, model_name=cfg.model.name, samples=args.samples,
                                 path=args.out / "difficulty.jsonl")
     base = heldout_accuracy(model, tokenizer, heldout, cfg, rewards)
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
         run_dir = args.out / "runs" / name
         shutil.rmtree(run_dir, ignore_errors=True)  # a rerun retrains; the difficulty file is reused
         console.print(f"training on {name} ({len(indices)} examples) for {args.steps} steps -> {run_dir}")
-        train(slice_config(overrides, data_file, heldout_file), run_dir, console=console)
+        training_loop(slice_config(overrides, data_file, heldout_file), run_dir, console=console)
         trained, trained_tokenizer, run_cfg = load_trained(run_dir)
         accuracy = heldout_accuracy(trained, trained_tokenizer,
                                     heldout, run_cfg, rewards)

@@ -8,13 +8,13 @@ import sys
 import torch
 
 from groupwise.models.trained import load_trained
-from groupwise.rollout.engine import _lora_modules
+from groupwise.rollout.lora_side import lora_modules
 
 
 def main(run_dir: str) -> None:
     model, _, _ = load_trained(run_dir)
     errors, lost, elements = [], 0, 0
-    for layer in _lora_modules(model).values():
+    for layer in lora_modules(model).values():
         w = layer.base_layer.weight.to(torch.bfloat16).float()
         delta = layer.get_delta_weight(layer.active_adapters[0]).float()
         applied = (w + delta).to(torch.bfloat16).float() - w  # what a merged bf16 copy holds of the delta

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from groupwise.api import evaluate, train
 else:
     from groupwise import api as _api
-    from groupwise._entry import entry as _entry
+    from groupwise.entry import entry as _entry
 
     # both names are also subpackages: bind them after importing those, as callables that read as them too
     train = _entry(_api.train, "groupwise.train")

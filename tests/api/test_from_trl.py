@@ -67,7 +67,7 @@ def test_a_reward_named_in_yaml_gets_the_same_inputs_as_a_callable(tmp_path, one
     """A user's `file.py:function` reward sees what a Python callable sees: the row's own messages and
     assistant-message completions (not the chat-templated text)."""
     from groupwise.config.load import build_config
-    from groupwise.train.loop import train
+    from groupwise.train.loop import training_loop
 
     module = tmp_path / "my_rewards.py"
     module.write_text("import json\n"
@@ -80,7 +80,7 @@ def test_a_reward_named_in_yaml_gets_the_same_inputs_as_a_callable(tmp_path, one
     data = "tests/fixtures/chat.jsonl"
     cfg = build_config(None, [*TINY, "train.steps=1", f"data.path={data}",
                               f'rewards.functions=[{{"name": "{module}:spy"}}]'])
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     rows = {json.dumps(row["prompt"]): row["answer"] for row in map(json.loads, open(data))}
     seen = [json.loads(line) for line in (tmp_path / "seen.jsonl").read_text().splitlines()]
     assert len(seen) == 4 * 4

@@ -192,7 +192,7 @@ def test_package_names_are_functions_and_subpackages():
     import groupwise.train.loop as loop_module
 
     assert loop_module.__name__ == "groupwise.train.loop"
-    assert groupwise.train.loop is loop_module and groupwise.evaluate.passk_eval.pass_at_k
+    assert groupwise.train.loop is loop_module and groupwise.evaluate.heldout_eval.pass_at_k
     assert list(inspect.signature(groupwise.train).parameters)[:2] == ["config", "overrides"]
     assert "on_step" in groupwise.train.__doc__ and "pass@" in groupwise.evaluate.__doc__
     assert (Path(groupwise.__file__).parent / "py.typed").is_file()

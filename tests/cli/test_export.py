@@ -15,8 +15,9 @@ from groupwise.errors import GroupwiseError
 from groupwise.models.export import BASE_FOLDER, export_run
 from groupwise.models.tiny import build_tiny_random
 from groupwise.models.trained import load_trained
-from groupwise.rollout.generate import generate_group_rollouts
-from groupwise.train.loop import train
+from groupwise.rollout.engines.hf import HFEngine
+from groupwise.rollout.sampler import sample_rollouts
+from groupwise.train.loop import training_loop
 
 CLI = [sys.executable, "-m", "groupwise.cli.main"]
 RUN = ["model.name=tiny-random", "rollout.prompts_per_step=2", "rollout.group_size=4",
@@ -32,13 +33,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("export") / "lora"
-    train(build_config(None, RUN), run)
+    training_loop(build_config(None, RUN), run)
     return run
 
 
 def greedy(model, tokenizer) -> tuple[list[list[int]], torch.Tensor]:
     """Greedy completion ids of PROMPTS, and the next-token logits of the first prompt."""
-    rollout = generate_group_rollouts(model.eval(), tokenizer, PROMPTS, group_size=1, max_new_tokens=10,
+    rollout = sample_rollouts(HFEngine(model.eval()), tokenizer, PROMPTS, group_size=1, max_new_tokens=10,
                                       greedy=True)
     with torch.no_grad():
         logits = model(**tokenizer(PROMPTS[:1], return_tensors="pt", add_special_tokens=False)).logits[0, -1]
@@ -79,7 +80,7 @@ def test_export_without_merge_writes_the_adapter_and_a_loadable_base(lora_run, t
 def test_export_of_a_full_fine_tuning_run(tmp_path):
     run = tmp_path / "full"
     full = ["lora.enabled=false", "algorithm.beta=0", "train.learning_rate=1e-3"]
-    train(build_config(None, RUN + full), run)
+    training_loop(build_config(None, RUN + full), run)
     out = export_run(run, tmp_path / "model", merge=True)
     assert_same_decoding(run, out)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from groupwise.data.tasks.catalog import available_tasks, build_task
 from groupwise.data.tasks.code_functions import load_problems
-from groupwise.data.tasks.registry import available_tasks, build_task
 from groupwise.errors import GroupwiseError
-from groupwise.rewards.registry import resolve_reward
+from groupwise.rewards import resolve_reward
 
 TASKS = {"python-functions": "python", "rust-functions": "rust"}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from groupwise.data.tasks.catalog import build_task
 from groupwise.data.tasks.countdown import evaluate_expression, extract_expression, verify_countdown
-from groupwise.data.tasks.registry import build_task
 from groupwise.errors import GroupwiseError
 
 

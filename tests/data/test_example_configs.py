@@ -12,8 +12,8 @@ from conftest import TINY_OVERRIDES  # tests/ is on sys.path (pytest's rootdir c
 from groupwise.config.load import build_config
 from groupwise.data.prompts import build_messages
 from groupwise.data.source import load_rows
-from groupwise.rewards.registry import resolve_reward
-from groupwise.train.loop import train
+from groupwise.rewards import resolve_reward
+from groupwise.train.loop import training_loop
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ["gsm8k", "mbpp"]
@@ -57,7 +57,7 @@ def test_mbpp_example_reference_code_passes_its_tests(in_root: Path) -> None:
 def test_example_config_trains_a_step(in_root: Path, tmp_path: Path, one_thread, name: str) -> None:
     cfg = build_config(ROOT / f"examples/configs/{name}.yaml", TINY)
     assert (ROOT / cfg.data.path).resolve() == ROOT / "examples/data" / f"{name}.jsonl"  # relative or resolved
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in logged] == [1]
 

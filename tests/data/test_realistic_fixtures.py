@@ -13,8 +13,8 @@ import pytest
 
 from groupwise.config.schema import DataConfig
 from groupwise.data.files import load_file_rows
-from groupwise.rewards.registry import resolve_reward
-from groupwise.train.loop import train
+from groupwise.rewards import resolve_reward
+from groupwise.train.loop import training_loop
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 COLUMNS = {"gsm8k": {"prompt": "question"}, "mbpp": {"prompt": "text"}, "humaneval": {}, "chat": {}}
@@ -120,7 +120,7 @@ def test_trains_one_step_on_tiny_random(tiny_config, files, tmp_path: Path, one_
                       f"rewards.functions=[{rewards}]", "data.heldout_fraction=0", "train.steps=1",
                       "rollout.prompts_per_step=2", "rollout.group_size=2", "train.micro_batch_size=4",
                       "train.threads=1")
-    summary = train(cfg, tmp_path / "run")
+    summary = training_loop(cfg, tmp_path / "run")
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert summary["run_dir"] == str(tmp_path / "run") and [m["step"] for m in logged] == [1]
 

@@ -11,7 +11,7 @@ from groupwise.config.schema import DataConfig
 from groupwise.data.files import load_file_rows
 from groupwise.data.tests_column import InvalidTestsError, dataset_tests, humaneval_test, parse_tests
 from groupwise.errors import GroupwiseError
-from groupwise.rewards.registry import resolve_reward
+from groupwise.rewards import resolve_reward
 
 TESTS = ["assert add(1, 2) == 3", "assert add(0, 5) == 5"]
 

@@ -2,11 +2,11 @@
 
 import pytest
 
+from groupwise.data.prompts import render_prompts
 from groupwise.data.source import load_rows
 from groupwise.evaluate.accuracy import evaluate_rows
-from groupwise.evaluate.passk_eval import evaluate_passk, problem_record
+from groupwise.evaluate.heldout_eval import evaluate_passk, problem_record
 from groupwise.rewards.compute import configured_rewards
-from groupwise.train.loop import render_all
 
 # format_regex with an empty pattern matches every completion: each scores exactly its weight
 EXACT = "rewards.functions=[{name: format_regex, weight: 0.5, params: {pattern: ''}}]"
@@ -17,7 +17,7 @@ def test_reward_exactly_at_the_threshold_is_a_success(tiny, tiny_config):
     for threshold, expected in ((0.5, 1.0), (0.5000001, 0.0)):
         cfg = tiny_config(EXACT, f"algorithm.success_threshold={threshold}", "eval.samples=2")
         rows = load_rows(cfg.data, "heldout")[:3]
-        texts, rewards = render_all(rows, tokenizer, cfg), configured_rewards(cfg)
+        texts, rewards = render_prompts(rows, tokenizer, cfg.data), configured_rewards(cfg)
         assert evaluate_rows(model, tokenizer, rows, texts, rewards, cfg)["greedy_accuracy"] == expected
         summary = evaluate_passk(model, tokenizer, rows, texts, rewards, cfg, samples=2, ks=[1, 2])
         assert summary["greedy_accuracy"] == expected and summary["pass@1"] == expected

@@ -56,7 +56,7 @@ def test_eval_of_a_run_from_another_directory(tmp_path, monkeypatch, one_thread)
 
 
 def test_few_problems_warning_names_the_step_size():
-    from groupwise.evaluate.passk_eval import few_problems_warning
+    from groupwise.evaluate.heldout_eval import few_problems_warning
 
     assert few_problems_warning(20) is None and few_problems_warning(200) is None
     assert few_problems_warning(2).startswith("warning: only 2 held-out problems: one problem moves accuracy by "
@@ -66,7 +66,7 @@ def test_few_problems_warning_names_the_step_size():
 
 def test_rewards_that_were_the_runs_defaults_follow_the_evaluated_data(tmp_path):
     from groupwise.config.load import build_config
-    from groupwise.evaluate.data_spec import data_overrides
+    from groupwise.evaluate.data_option import data_overrides
     from groupwise.rewards.compute import with_named_rewards
 
     run_cfg = with_named_rewards(build_config(None, ["data.task=countdown"]))  # as a run's config.yaml says
@@ -80,7 +80,7 @@ def test_rewards_that_were_the_runs_defaults_follow_the_evaluated_data(tmp_path)
 
 def test_training_evaluates_each_held_out_problem_once(tiny_config, tmp_path, one_thread):
     """A small held-out set cycled up to data.heldout_size (the code tasks hold out 7 problems) counts once."""
-    from groupwise.train.loop import train
+    from groupwise.train.loop import training_loop
 
     rows, held = tmp_path / "rows.jsonl", tmp_path / "held.jsonl"
     rows.write_text("".join(json.dumps({"prompt": f"Say {i}.", "answer": str(i)}) + "\n" for i in range(8)))
@@ -88,5 +88,5 @@ def test_training_evaluates_each_held_out_problem_once(tiny_config, tmp_path, on
                             for i in range(12)))
     cfg = tiny_config(f"data.path={rows}", f"data.heldout_path={held}", "eval.before_after=true",
                       "eval.samples=0", "train.steps=1", "log.samples_per_step=0")
-    summary = train(cfg, tmp_path / "run")
+    summary = training_loop(cfg, tmp_path / "run")
     assert summary["base"]["problems"] == summary["trained"]["problems"] == 3

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from groupwise.cli.main import app
 from groupwise.errors import GroupwiseError
-from groupwise.evaluate import select_command
-from groupwise.evaluate.select import (
+from groupwise.evaluate import jobs
+from groupwise.evaluate.selection import (
     Strategy,
     append_difficulty,
     format_histogram,
@@ -89,7 +89,7 @@ def test_select_reuses_the_difficulty_file_without_generating(tmp_path, monkeypa
     def no_model(*_, **__):
         raise AssertionError("selection with a cached difficulty file must not load the model")
 
-    monkeypatch.setattr(select_command, "load_configured_model", no_model)
+    monkeypatch.setattr(jobs, "load_configured_model", no_model)
     second = runner.invoke(app, args + ["--keep", "easiest:0.25", "--out", str(tmp_path / "easy.jsonl")])
     assert second.exit_code == 0, second.output
     assert "0 newly estimated" in second.output and "learnable share" in second.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from groupwise.rewards import sandbox as sb
+from groupwise.sandbox import box as sb
 
 
 @pytest.fixture(params=["bwrap", "rlimits only"])

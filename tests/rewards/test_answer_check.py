@@ -11,8 +11,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from groupwise.evaluate.preflight import summarize_preflight
 from groupwise.rewards.answer_check import answer_format_warning, comparable
+from groupwise.train.preflight import summarize_preflight
 
 SOLUTION = "She sold 48/2 = 24 clips in May.\nShe sold 48+24 = 72 clips altogether."
 FILE = ["data.task=null", "data.path=rows.jsonl"]
@@ -68,13 +68,13 @@ def test_preflight_blames_the_answers_not_truncation(make) -> None:
 
 
 def test_training_start_warns(tmp_path: Path, monkeypatch, one_thread, make) -> None:
-    from groupwise.train.loop import train
+    from groupwise.train.loop import training_loop
 
     monkeypatch.chdir(tmp_path)
     Path("rows.jsonl").write_text("".join(json.dumps({"prompt": f"Clips [bold]{i}[/bold]?", "answer": SOLUTION})
                                           + "\n" for i in range(6)))
     out = io.StringIO()
-    train(make("train.steps=1", "rollout.prompts_per_step=2", "rollout.group_size=2", "train.threads=1",
+    training_loop(make("train.steps=1", "rollout.prompts_per_step=2", "rollout.group_size=2", "train.threads=1",
                "train.micro_batch_size=4"),
           tmp_path / "run", console=Console(file=out, width=400))
     assert "warning: reward 'answer_match' cannot compare 5 of 5 gold answers" in out.getvalue()

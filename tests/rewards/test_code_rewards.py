@@ -10,11 +10,11 @@ import pytest
 
 from groupwise.config.schema import SandboxConfig
 from groupwise.errors import GroupwiseError
+from groupwise.rewards import available_rewards, resolve_reward
 from groupwise.rewards import code as code_module
 from groupwise.rewards.extract import completion_text, extract_code, names_used_by_tests
-from groupwise.rewards.registry import available_rewards, resolve_reward
-from groupwise.rewards.rust import has_clippy
-from groupwise.rewards.verdict import Verdict
+from groupwise.rewards.judges.rust import has_clippy
+from groupwise.rewards.judges.verdict import Verdict
 
 needs_cargo = pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
 ADD_TESTS_PY = ["assert add(1, 2) == 3", "assert add(0, 5) == 5", "assert add(-2, 2) == 0"]

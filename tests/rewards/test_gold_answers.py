@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from groupwise.rewards import resolve_reward
 from groupwise.rewards.answers import gold_answer, is_number, marked_answer, without_thousands
-from groupwise.rewards.registry import resolve_reward
 
 GSM8K_GOLD = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nShe sold 48+24 = <<48+24=72>>72 clips.\n#### 72"
 

@@ -11,7 +11,7 @@ from transformers import LlamaConfig, LlamaForSequenceClassification
 import groupwise
 from groupwise.errors import GroupwiseError
 from groupwise.models.tiny import build_tiny_tokenizer
-from groupwise.rewards.registry import resolve_reward
+from groupwise.rewards import resolve_reward
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +64,11 @@ def test_bad_reward_model_params(classifier_dir, tmp_path):
 
 def test_training_with_a_reward_model(classifier_dir, tmp_path, tiny_config, one_thread):
     folder, _, _ = classifier_dir
-    from groupwise.train.loop import train
+    from groupwise.train.loop import training_loop
 
     spec = json.dumps([{"name": "reward_model", "params": {"model": str(folder), "batch_size": 8}}])
     cfg = tiny_config(f"rewards.functions={spec}", "train.steps=1")
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["reward/reward_model/std"] > 0  # real, varying scores reached the advantages
     run = groupwise.train(cfg, dataset=[{"prompt": "hi"}, {"prompt": "yo"}], run_dir=tmp_path / "api",

@@ -2,8 +2,10 @@ import torch
 
 from groupwise.config.load import build_config
 from groupwise.models.logprobs import naive_sequence_logprobs
-from groupwise.rollout.engine import GenerationEngine, sample_categorical, top_p_filter
-from groupwise.rollout.generate import generate_group_rollouts
+from groupwise.rollout.engines.fast import FastEngine
+from groupwise.rollout.engines.hf import HFEngine
+from groupwise.rollout.sampler import sample_rollouts
+from groupwise.rollout.token_draws import sample_categorical, top_p_filter
 from groupwise.train.policy import wrap_policy
 
 PROMPTS = ["1+2=", "what is 7?", "a"]
@@ -22,9 +24,9 @@ def _lora_policy(tiny):
 
 def test_fast_engine_decodes_exactly_like_generate_under_greedy(tiny):
     policy, tokenizer = _lora_policy(tiny)
-    engine = GenerationEngine(policy.model, torch.float32)
-    plain = generate_group_rollouts(policy.model, tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
-    fast = engine.rollouts(tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
+    engine = FastEngine(policy.model, torch.float32)
+    plain = sample_rollouts(HFEngine(policy.model), tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
+    fast = sample_rollouts(engine, tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
     assert fast.completions == plain.completions
     assert torch.equal(fast.completion_mask, plain.completion_mask)
     assert torch.equal(fast.ended_with_eos, plain.ended_with_eos)
@@ -33,7 +35,7 @@ def test_fast_engine_decodes_exactly_like_generate_under_greedy(tiny):
 def test_sync_merges_the_adapter_without_touching_the_policy(tiny):
     policy, _ = _lora_policy(tiny)
     before = {k: v.clone() for k, v in policy.model.state_dict().items()}
-    engine = GenerationEngine(policy.model, torch.float32)
+    engine = FastEngine(policy.model, torch.float32)
     after = policy.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     layer = policy.model.base_model.model.model.layers[0].self_attn.q_proj
@@ -43,9 +45,9 @@ def test_sync_merges_the_adapter_without_touching_the_policy(tiny):
 
 def test_recorded_logprobs_are_the_models_own_at_the_sampling_temperature(tiny):
     policy, tokenizer = _lora_policy(tiny)
-    engine = GenerationEngine(policy.model, torch.float32)
+    engine = FastEngine(policy.model, torch.float32)
     torch.manual_seed(0)
-    rollout = engine.rollouts(tokenizer, PROMPTS, group_size=3, max_new_tokens=8, temperature=0.7)
+    rollout = sample_rollouts(engine, tokenizer, PROMPTS, group_size=3, max_new_tokens=8, temperature=0.7)
     ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], 1)
     mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], 1)
     with torch.no_grad():
@@ -66,8 +68,8 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
 
 def test_bf16_engine_samples_valid_groups(tiny):
     policy, tokenizer = _lora_policy(tiny)
-    engine = GenerationEngine(policy.model, torch.bfloat16)
-    rollout = engine.rollouts(tokenizer, PROMPTS, group_size=2, max_new_tokens=6)
+    engine = FastEngine(policy.model, torch.bfloat16)
+    rollout = sample_rollouts(engine, tokenizer, PROMPTS, group_size=2, max_new_tokens=6)
     assert rollout.completion_ids.shape[0] == 6 and torch.isfinite(rollout.sampling_logp).all()
 
 
@@ -83,7 +85,7 @@ def test_a_bf16_copy_keeps_a_small_adapter_delta_that_merging_would_round_away(t
     w, delta = layer.base_layer.weight, layer.get_delta_weight("default")
     assert ((w + delta).bfloat16().float() == w).float().mean() > 0.4  # what a merged copy would hold
 
-    engine = GenerationEngine(policy.model, torch.bfloat16)
+    engine = FastEngine(policy.model, torch.bfloat16)
     copy = engine.model.model.layers[0].self_attn.q_proj
     assert torch.equal(copy.weight.float(), w)  # the frozen weight, not W + delta
     a = layer.lora_A["default"].weight.bfloat16()
@@ -95,7 +97,7 @@ def test_a_bf16_copy_keeps_a_small_adapter_delta_that_merging_would_round_away(t
             trainer = layer(x)  # peft under autocast: bf16 W x, plus bf16 s B(A x)
     torch.testing.assert_close(copy(x).float(), trainer.float(), atol=2e-3, rtol=1e-2)
 
-    rollout = engine.rollouts(tokenizer, PROMPTS, group_size=2, max_new_tokens=6)
+    rollout = sample_rollouts(engine, tokenizer, PROMPTS, group_size=2, max_new_tokens=6)
     ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], 1)
     mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], 1)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the trainer's bf16 passes
@@ -105,7 +107,7 @@ def test_a_bf16_copy_keeps_a_small_adapter_delta_that_merging_would_round_away(t
 
     for layer in layers:  # a later sync carries the adapter's new values
         layer.lora_B["default"].weight.data.zero_()
-    engine.sync(policy.model)
+    engine.load_weights(policy.model)
     with torch.no_grad():
         assert torch.equal(copy(x), torch.nn.functional.linear(x, copy.weight))
 
@@ -131,9 +133,9 @@ def test_shared_engine_decodes_from_the_policy_itself_without_a_copy(tiny):
     policy, tokenizer = _lora_policy(tiny)
     policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     policy.model.train()  # as between updates: checkpointing would drop the KV cache in train mode
-    plain = generate_group_rollouts(policy.model, tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
-    engine = GenerationEngine(policy.model, torch.float32, shared=True)
-    shared = engine.rollouts(tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
+    plain = sample_rollouts(HFEngine(policy.model), tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
+    engine = FastEngine(policy.model, torch.float32, shared=True)
+    shared = sample_rollouts(engine, tokenizer, PROMPTS, group_size=2, max_new_tokens=12, greedy=True)
     assert shared.completions == plain.completions
     assert torch.equal(shared.completion_mask, plain.completion_mask)
     params = {id(p) for p in policy.model.parameters()}

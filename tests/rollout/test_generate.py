@@ -1,7 +1,9 @@
 import torch
 
 from groupwise.models.logprobs import naive_sequence_logprobs
-from groupwise.rollout.generate import completion_mask_and_eos, concat_rollouts, generate_group_rollouts, select_groups
+from groupwise.rollout.completions import completion_mask_and_eos, concat_rollouts, select_groups
+from groupwise.rollout.engines.hf import HFEngine
+from groupwise.rollout.sampler import sample_rollouts
 
 
 def test_mask_covers_tokens_up_to_and_including_the_first_eos():
@@ -16,7 +18,7 @@ def test_groups_of_samples_with_recorded_sampling_logprobs(tiny):
     model, tokenizer = tiny
     torch.manual_seed(0)
     prompts = ["1+1=", "what is 22?"]
-    rollout = generate_group_rollouts(model, tokenizer, prompts, group_size=3, max_new_tokens=6, temperature=0.8)
+    rollout = sample_rollouts(HFEngine(model), tokenizer, prompts, group_size=3, max_new_tokens=6, temperature=0.8)
     assert rollout.completion_ids.shape[0] == 6 and len(rollout.completions) == 6
     assert rollout.prompt_ids[0].tolist() == rollout.prompt_ids[2].tolist()  # rows 0..2 are prompt 0's group
     assert (rollout.prompt_mask[:, 0] == 0).any()  # the shorter prompt is left-padded
@@ -30,7 +32,7 @@ def test_recorded_logprobs_equal_the_warped_scores_of_generate(tiny):
     # the tokens come from the rows' own streams (StreamSampling); the recorded log-probs are the model's own
     # at the sampling temperature, recomputed here by one forward pass over prompt + completion
     model, tokenizer = tiny
-    rollout = generate_group_rollouts(model, tokenizer, ["7+8="], group_size=2, max_new_tokens=5, temperature=0.7,
+    rollout = sample_rollouts(HFEngine(model), tokenizer, ["7+8="], group_size=2, max_new_tokens=5, temperature=0.7,
                                       keys=[3])
     ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], 1)
     mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], 1)
@@ -42,8 +44,8 @@ def test_recorded_logprobs_equal_the_warped_scores_of_generate(tiny):
 
 def test_greedy_is_deterministic_and_select_concat_keep_rows(tiny):
     model, tokenizer = tiny
-    a = generate_group_rollouts(model, tokenizer, ["12", "3+4"], group_size=2, max_new_tokens=4, greedy=True)
-    b = generate_group_rollouts(model, tokenizer, ["12", "3+4"], group_size=2, max_new_tokens=4, greedy=True)
+    a = sample_rollouts(HFEngine(model), tokenizer, ["12", "3+4"], group_size=2, max_new_tokens=4, greedy=True)
+    b = sample_rollouts(HFEngine(model), tokenizer, ["12", "3+4"], group_size=2, max_new_tokens=4, greedy=True)
     assert a.completions == b.completions
     second = select_groups(a, [1])
     assert second.completions == a.completions[2:]

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from groupwise.config.load import build_config
-from groupwise.rollout.engine import GenerationEngine
-from groupwise.rollout.generate import generate_group_rollouts
+from groupwise.rollout.engines.fast import FastEngine
+from groupwise.rollout.engines.hf import HFEngine
+from groupwise.rollout.sampler import sample_rollouts
 from groupwise.rollout.streams import counter_uniforms, mix_key, reference_uniform, splitmix64
 from groupwise.train.policy import wrap_policy
 
@@ -49,12 +50,9 @@ def test_a_prompt_gets_the_same_completions_in_any_position_or_subset(tiny, engi
 
     def sample(indices, seed):
         torch.manual_seed(seed)  # the global generator must not matter
-        if engine == "fast":
-            return GenerationEngine(policy.model, torch.float32).rollouts(
-                tokenizer, [prompts[i] for i in indices], group_size=3, max_new_tokens=8,
-                keys=[keys[i] for i in indices])
-        return generate_group_rollouts(policy.model, tokenizer, [prompts[i] for i in indices], group_size=3,
-                                       max_new_tokens=8, keys=[keys[i] for i in indices], batch_size=4)
+        sampler = FastEngine(policy.model, torch.float32) if engine == "fast" else HFEngine(policy.model, batch_size=4)
+        return sample_rollouts(sampler, tokenizer, [prompts[i] for i in indices], group_size=3, max_new_tokens=8,
+                               keys=[keys[i] for i in indices])
 
     whole = sample([0, 1, 2], seed=0).completions
     alone = sample([2], seed=1).completions
@@ -66,8 +64,8 @@ def test_a_prompt_gets_the_same_completions_in_any_position_or_subset(tiny, engi
 
 def test_the_fast_engine_and_generate_draw_the_same_tokens_from_the_same_keys(tiny):
     policy, tokenizer = _policy(tiny, "hf")
-    fast = GenerationEngine(policy.model, torch.float32).rollouts(tokenizer, ["1+2=", "3+4="], group_size=2,
+    fast = sample_rollouts(FastEngine(policy.model, torch.float32), tokenizer, ["1+2=", "3+4="], group_size=2,
                                                                    max_new_tokens=8, keys=[5, 6])
-    plain = generate_group_rollouts(policy.model, tokenizer, ["1+2=", "3+4="], group_size=2, max_new_tokens=8,
+    plain = sample_rollouts(HFEngine(policy.model), tokenizer, ["1+2=", "3+4="], group_size=2, max_new_tokens=8,
                                     keys=[5, 6])
     assert fast.completions == plain.completions

@@ -23,7 +23,7 @@ from groupwise.train.checkpoint import (
     resume_config,
     truncate_logs,
 )
-from groupwise.train.loop import train
+from groupwise.train.loop import training_loop
 from groupwise.train.metrics import read_metrics
 
 TIMING = ("_s", "tokens_per_s")
@@ -78,14 +78,14 @@ def test_resumed_run_ends_like_uninterrupted_run(mode, tiny_config, tmp_path, mo
     cfg = tiny_config("train.steps=4", "train.save_every=2", "train.keep_checkpoints=5",
                       "log.samples_per_step=1", "train.learning_rate=0.01", VARIED, *extra)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    train(cfg, whole)
+    training_loop(cfg, whole)
     crash_on_call(monkeypatch, 4)  # steps 1-3 logged, the last checkpoint is step 2
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(cfg, broken)
+        training_loop(cfg, broken)
     assert [s for s, _ in list_checkpoints(broken)] == [2]
     assert [r["step"] for r in read_metrics(broken)] == [1, 2, 3]
     monkeypatch.undo()
-    train(cfg, broken, resume=True)
+    training_loop(cfg, broken, resume=True)
     if mode == "lora":
         assert "difficulty_filter" in load_latest_intact(broken).state["extra_state"]
     a, b = final_weights(whole), final_weights(broken)
@@ -104,7 +104,7 @@ def test_checkpoints_are_rotated_and_carry_manifest_and_extra_state(tiny_config,
     cfg = tiny_config("train.steps=4", "train.save_every=1", "train.keep_checkpoints=2")
     counter = Counter()
     counter.seen = 7
-    train(cfg, tmp_path / "run", components={"counter": counter})
+    training_loop(cfg, tmp_path / "run", components={"counter": counter})
     checkpoints = list_checkpoints(tmp_path / "run")
     assert [s for s, _ in checkpoints] == [3, 4]
     for _, folder in checkpoints:
@@ -115,7 +115,7 @@ def test_checkpoints_are_rotated_and_carry_manifest_and_extra_state(tiny_config,
     assert latest.step == 4 and latest.cursor == 4 * cfg.rollout.prompts_per_step
     assert latest.state["extra_state"] == {"counter": {"seen": 7}}
     fresh = Counter()
-    train(cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": 5})}), tmp_path / "run",
+    training_loop(cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": 5})}), tmp_path / "run",
           resume=True, components={"counter": fresh})
     assert fresh.seen == 7
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3, 4, 5]
@@ -123,7 +123,7 @@ def test_checkpoints_are_rotated_and_carry_manifest_and_extra_state(tiny_config,
 
 def test_corrupt_or_partial_checkpoints_are_never_loaded(tiny_config, tmp_path):
     run = tmp_path / "run"
-    train(tiny_config("train.steps=3", "train.save_every=1", "train.keep_checkpoints=3"), run)
+    training_loop(tiny_config("train.steps=3", "train.save_every=1", "train.keep_checkpoints=3"), run)
     (run / f"{PARTIAL_PREFIX}000004").mkdir()  # a write killed half-way
     (run / f"{PARTIAL_PREFIX}000004" / WEIGHTS).write_bytes(b"half")
     newest = list_checkpoints(run)[-1][1]
@@ -141,10 +141,10 @@ def test_resume_without_any_checkpoint_starts_over(tiny_config, tmp_path, monkey
     run = tmp_path / "run"
     crash_on_call(monkeypatch, 3)
     with pytest.raises(RuntimeError):
-        train(cfg, run)
+        training_loop(cfg, run)
     assert not list_checkpoints(run) and len(read_metrics(run)) == 2
     monkeypatch.undo()
-    train(cfg, run, resume=True)
+    training_loop(cfg, run, resume=True)
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
     assert [s for s, _ in list_checkpoints(run)] == [3]
 
@@ -173,7 +173,7 @@ def test_nonfinite_streak_stops_with_last_good_checkpoint_intact(tiny_config, tm
     monkeypatch.setattr(step_module, "policy_loss", nan_loss)
     run = tmp_path / "run"
     with pytest.raises(GroupwiseError, match="2 non-finite updates in a row") as err:
-        train(cfg, run)
+        training_loop(cfg, run)
     assert "\n" not in str(err.value) and " -- " in str(err.value) and "step 2" in str(err.value)
     assert [s for s, _ in list_checkpoints(run)] == [1, 2]
     assert all(is_intact(folder) for _, folder in list_checkpoints(run))

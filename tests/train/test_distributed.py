@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import load_file
 from torch.distributed.checkpoint import FileSystemReader
 
-import groupwise.train.distributed as distributed
+import groupwise.runtime.distributed as distributed
 from groupwise.config.load import build_config
 from groupwise.errors import GroupwiseError
-from groupwise.train.loop import train
+from groupwise.train.loop import training_loop
 from groupwise.train.metrics import read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -75,7 +75,7 @@ def scored_by(record: Path) -> dict[str, list[str]]:
 def test_two_processes_train_the_same_model_as_one(mode, tmp_path, monkeypatch):
     overrides = BASE + MODES[mode]
     monkeypatch.setenv("GROUPWISE_TEST_RECORD", str(tmp_path / "one.txt"))
-    train(build_config(None, overrides), tmp_path / "one")
+    training_loop(build_config(None, overrides), tmp_path / "one")
     done = torchrun(2, overrides, tmp_path / "two", tmp_path / "two.txt")
     assert done.returncode == 0, done.stderr[-3000:]
 

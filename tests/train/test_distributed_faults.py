@@ -15,7 +15,7 @@ from test_distributed import BASE, weights
 
 from groupwise.config.load import build_config
 from groupwise.train.checkpoint import list_checkpoints
-from groupwise.train.loop import train
+from groupwise.train.loop import training_loop
 from groupwise.train.metrics import read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -67,7 +67,7 @@ def worker_pid(launcher: int, rank: int) -> int:
 
 def test_a_worker_killed_with_kill_9_is_restarted_and_the_run_ends_equal(tmp_path, monkeypatch):
     overrides = [*PLAIN, "train.steps=5", "train.save_every=1"]
-    train(build_config(None, overrides), tmp_path / "whole")  # uninterrupted, one process
+    training_loop(build_config(None, overrides), tmp_path / "whole")  # uninterrupted, one process
     run, log = tmp_path / "run", tmp_path / "log.txt"
     launcher = start_torchrun(overrides, run, log, "--max-restarts=1")
     wait_for_steps(run, 2, launcher, log)
@@ -120,7 +120,7 @@ def test_a_restarted_group_meets_under_its_own_prefix_of_the_agents_store(monkey
     import torch.distributed as dist
 
     from groupwise.errors import GroupwiseError
-    from groupwise.train.distributed import restart_store
+    from groupwise.runtime.distributed import restart_store
 
     agent = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)  # what torchrun's agent holds
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
@@ -149,7 +149,7 @@ def _work_that_fails_on_rank_one(rank: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
     from groupwise.errors import GroupwiseError
-    from groupwise.train.distributed import on_every_rank
+    from groupwise.runtime.distributed import on_every_rank
 
     def work(bug: bool) -> str:
         if rank == 1:
@@ -173,7 +173,7 @@ def test_on_every_rank_hands_one_ranks_failure_to_every_rank(tmp_path):
 
     import torch.multiprocessing as mp
 
-    from groupwise.train.distributed import on_every_rank
+    from groupwise.runtime.distributed import on_every_rank
 
     assert on_every_rank(lambda x: x + 1, 1) == 2  # one process: just the call
     with socket.socket() as probe:

@@ -14,7 +14,7 @@ import pytest
 from test_distributed import BASE, samples, weights
 
 from groupwise.config.load import build_config
-from groupwise.train.loop import train
+from groupwise.train.loop import training_loop
 from groupwise.train.metrics import read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,7 +40,7 @@ def start_node(node_rank: int, endpoint: str, job: str, overrides: list[str], ru
 def test_two_nodes_on_localhost_train_the_same_model_as_one_process(tmp_path, monkeypatch):
     overrides = [*BASE, "algorithm.scale=batch"]
     monkeypatch.setenv("GROUPWISE_TEST_RECORD", str(tmp_path / "one.txt"))
-    train(build_config(None, overrides), tmp_path / "one")
+    training_loop(build_config(None, overrides), tmp_path / "one")
     monkeypatch.setenv("GROUPWISE_TEST_RECORD", str(tmp_path / "two.txt"))
     endpoint, job = f"127.0.0.1:{free_port()}", uuid.uuid4().hex
     logs = [tmp_path / f"node{n}.txt" for n in (0, 1)]

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from groupwise.config.load import build_config
-from groupwise.train.loop import train
+from groupwise.train.loop import training_loop
 from groupwise.train.step import compute_advantages
 
 HELPERS = str(Path(__file__).with_name("reward_helpers.py"))
@@ -25,7 +25,7 @@ def test_dual_clip_logged_in_training(tiny_config, tmp_path, one_thread):
     cfg = tiny_config("algorithm.preset=rloo", "algorithm.dual_clip=1.001", "algorithm.num_iterations=3",
                       "algorithm.mini_batches=2", "train.learning_rate=0.05", "lora.enabled=false",
                       "train.steps=3", f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]")
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert len(rows) == 3 and all(0.0 <= r["clip_frac_dual"] <= 1.0 for r in rows)
     assert any(r["clip_frac_dual"] > 0 for r in rows)

@@ -8,7 +8,8 @@ import torch
 
 from groupwise.config.load import build_config
 from groupwise.models.tiny import build_tiny_random
-from groupwise.rollout.generate import generate_group_rollouts
+from groupwise.rollout.engines.hf import HFEngine
+from groupwise.rollout.sampler import sample_rollouts
 from groupwise.train.batch import micro_batches
 from groupwise.train.policy import wrap_policy
 from groupwise.train.step import _gather, _logprobs, one_optimizer_step, reference_and_old_logprobs
@@ -29,7 +30,7 @@ def _update(extra: list[str], rollout=None, attention: str = "sdpa", loss_mask=N
             param.data.normal_(0, 0.05)
     if rollout is None:
         torch.manual_seed(2)
-        rollout = generate_group_rollouts(policy.model, tokenizer, ["1+1=", "2*3=", "hello"], group_size=4,
+        rollout = sample_rollouts(HFEngine(policy.model), tokenizer, ["1+1=", "2*3=", "hello"], group_size=4,
                                           max_new_tokens=7, temperature=1.0)
     if prepare is not None:  # e.g. set the sampler's log-probs from this policy's own
         rollout = prepare(policy, rollout, cfg)

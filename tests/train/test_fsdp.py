@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 import groupwise.train.fsdp as fsdp
+from groupwise.runtime.distributed import full_tensor
 from groupwise.train.batch import micro_batch_logprobs
 
 
@@ -36,4 +37,4 @@ def test_an_unsharded_model_runs_its_function_directly(tiny):
     assert not fsdp.is_sharded(model)
     assert fsdp.sharded_forward(model, lambda m, x: (m, x), 3) == (model, 3)
     value = torch.ones(2)
-    assert fsdp.full_tensor(value) is value
+    assert full_tensor(value) is value

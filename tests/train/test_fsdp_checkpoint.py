@@ -16,7 +16,7 @@ from groupwise.config.load import build_config
 from groupwise.errors import GroupwiseError
 from groupwise.models.export import export_run
 from groupwise.train.checkpoint import is_intact, list_checkpoints, resume_config
-from groupwise.train.loop import train
+from groupwise.train.loop import training_loop
 from groupwise.train.metrics import read_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,7 +30,7 @@ def whole(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("whole") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GROUPWISE_TEST_RECORD", str(run.parent / "record.txt"))
-        train(build_config(None, FULL), run)
+        training_loop(build_config(None, FULL), run)
     return run
 
 
@@ -55,7 +55,7 @@ def test_sharded_checkpoint_exports_whole_and_resumes_on_one_process(whole, tmp_
     assert plain.keys() == trained.keys() and all(torch.equal(plain[k], trained[k]) for k in plain)
 
     monkeypatch.setenv("GROUPWISE_TEST_RECORD", str(tmp_path / "record1.txt"))
-    train(resume_config(split, ["train.steps=3"]), split, resume=True)  # 2 processes -> 1
+    training_loop(resume_config(split, ["train.steps=3"]), split, resume=True)  # 2 processes -> 1
     assert max_difference(whole, split) <= 1e-5
     assert [m["world_size"] for m in read_metrics(split)] == [2, 2, 1]
     assert (split / "checkpoint-000003" / "weights.safetensors").exists()  # one process writes the plain format
@@ -64,7 +64,7 @@ def test_sharded_checkpoint_exports_whole_and_resumes_on_one_process(whole, tmp_
 def test_one_process_checkpoint_resumes_on_two_and_writes_shards(whole, tmp_path, monkeypatch):
     split = tmp_path / "split"
     monkeypatch.setenv("GROUPWISE_TEST_RECORD", str(tmp_path / "record1.txt"))
-    train(build_config(None, [*FULL, "train.steps=2"]), split)
+    training_loop(build_config(None, [*FULL, "train.steps=2"]), split)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                "-m", "groupwise.cli.main", "train", "--resume", str(split), "--set", "train.steps=3"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,

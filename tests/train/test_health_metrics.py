@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from groupwise.train.health import HealthTokens, health_metrics
-from groupwise.train.loop import train
+from groupwise.train.loop import training_loop
 
 HELPERS = str(Path(__file__).with_name("reward_helpers.py"))
 LN2, LN3 = math.log(2.0), math.log(3.0)
@@ -48,7 +48,7 @@ def _rows(run: Path) -> list[dict]:
 def test_health_metrics_in_a_tiny_run(tiny_config, tmp_path):
     reward = f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]"
     fp32 = tiny_config(reward, "algorithm.beta=0.1", "train.learning_rate=0.05", "train.seed=1")
-    train(fp32, tmp_path / "fp32")
+    training_loop(fp32, tmp_path / "fp32")
     rows = _rows(tmp_path / "fp32")
     # step 1: the LoRA B matrices are 0, so policy == reference on every token
     assert rows[0]["kl_max"] == 0.0 and rows[0]["ref_log_ratio_max"] == 0.0
@@ -57,7 +57,7 @@ def test_health_metrics_in_a_tiny_run(tiny_config, tmp_path):
         assert row["sampler_gap_max"] < 1e-4 and row["is_would_cap_frac"] == 0.0
         assert row["sampler_gap_mean"] <= row["sampler_gap_max"]
     bf16 = tiny_config(reward, "rollout.dtype=bfloat16", "algorithm.is_cap=1.001")
-    train(bf16, tmp_path / "bf16")
+    training_loop(bf16, tmp_path / "bf16")
     for row in _rows(tmp_path / "bf16"):  # a bf16 sampler copy does not
         assert row["sampler_gap_max"] > 1e-3 and 0.0 < row["sampler_gap_mean"] < row["sampler_gap_max"]
         assert 0.0 < row["is_would_cap_frac"] < 1.0

@@ -4,14 +4,14 @@ import io
 
 from rich.console import Console
 
-from groupwise.train.loop import learnability_warning, train
+from groupwise.train.loop import learnability_warning, training_loop
 
 
 def test_warning_fires_once_with_the_cause(tiny_config, tmp_path):
     cfg = tiny_config("train.steps=4", "log.learnable_warn_steps=2", "log.learnable_warn_below=0.5",
                       "rollout.max_new_tokens=16", "log.samples_per_step=0")
     out = io.StringIO()
-    train(cfg, tmp_path / "run", console=Console(file=out, width=400))
+    training_loop(cfg, tmp_path / "run", console=Console(file=out, width=400))
     text = out.getvalue()
     # tiny-random (seeded) rambles past 16 tokens and almost never answers: the learnable fraction stays low
     assert text.count("learnable fraction below 0.5 for 2 steps") == 1

@@ -9,8 +9,8 @@ import torch
 
 from groupwise.algorithms import PRESETS
 from groupwise.config.load import build_config
-from groupwise.rollout.generate import Rollout
-from groupwise.train.loop import train
+from groupwise.rollout.completions import Rollout
+from groupwise.train.loop import training_loop
 from groupwise.train.step import completion_loss_mask, compute_advantages
 
 HELPERS = str(Path(__file__).with_name("reward_helpers.py"))
@@ -23,7 +23,7 @@ def _metrics(run: Path) -> list[dict]:
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_trains(preset, tiny_config, tmp_path):
     cfg = tiny_config(f"algorithm.preset={preset}", "rollout.max_new_tokens=9")
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     rows = _metrics(tmp_path / "run")
     assert len(rows) == 2 and all(r["loss"] is not None for r in rows)
     assert cfg.algorithm.loss == PRESETS[preset]["loss"]
@@ -32,7 +32,7 @@ def test_every_preset_trains(preset, tiny_config, tmp_path):
 def test_dynamic_sampling_keeps_only_groups_with_varied_rewards(tiny_config, tmp_path):
     cfg = tiny_config("algorithm.dynamic_sampling=true", "algorithm.max_sampling_rounds=12",
                       f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]", "rollout.max_new_tokens=6")
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     for row in _metrics(tmp_path / "run"):
         assert row["learnable_fraction"] == 1.0  # every kept group has differing rewards
         assert row["prompts_consumed"] > 4 and row["sampling_rounds"] >= 2  # odd-operand prompts were dropped
@@ -51,7 +51,7 @@ def test_several_updates_per_batch_move_the_ratio_and_clip(tiny_config, tmp_path
     cfg = tiny_config("algorithm.num_iterations=3", "algorithm.mini_batches=2", "train.learning_rate=0.05",
                       "lora.enabled=false", "algorithm.eps_low=0.01", "algorithm.eps_high=0.01", "train.steps=3",
                       f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]")
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     rows = _metrics(tmp_path / "run")
     assert any(abs(r["ratio_mean"] - 1.0) > 1e-3 for r in rows)
     assert any(r["clip_frac_low"] + r["clip_frac_high"] > 0 for r in rows)
@@ -60,7 +60,7 @@ def test_several_updates_per_batch_move_the_ratio_and_clip(tiny_config, tmp_path
 def test_mismatch_correction_logs_importance_weights(tiny_config, tmp_path):
     cfg = tiny_config("rollout.dtype=bfloat16", "algorithm.importance_sampling=token", "algorithm.is_cap=1.001",
                       f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]")
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     for row in _metrics(tmp_path / "run"):
         assert row["is_weight_mean"] != 1.0 and row["is_weight_max"] <= 1.001 + 1e-6  # bf16 sampler vs fp32 trainer
         assert 0.0 < row["is_frac_capped"] < 1.0
@@ -83,7 +83,7 @@ def test_training_with_a_shared_weight_sampler_follows_the_updates(tiny_config, 
     cfg = tiny_config("rollout.weights=shared", "lora.enabled=false", "train.learning_rate=0.05",
                       f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]", "train.steps=3",
                       "train.seed=1")  # a seed whose first batch has a learnable group: every step updates
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     rows = _metrics(tmp_path / "run")
     assert len(rows) == 3 and all(r["grad_norm"] > 0 for r in rows)
     # one update per rollout: no old log-probs are recomputed, and the first ratio is exactly 1

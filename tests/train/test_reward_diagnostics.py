@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from groupwise.train.loop import train
+from groupwise.train.loop import training_loop
 
 HELPERS = str(Path(__file__).with_name("reward_helpers.py"))
 
@@ -16,7 +16,7 @@ def _metrics(run: Path) -> list[dict]:
 
 def test_diagnostics_become_step_metrics(tiny_config, one_thread, tmp_path):
     cfg = tiny_config(f"rewards.functions=[{{name: '{HELPERS}:flagged'}}]", "rollout.max_new_tokens=4")
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     for row in _metrics(tmp_path / "run"):
         assert row["reward/flagged/tests_not_run"] == 0.5  # 8 of the step's 16 samples
         assert row["reward/flagged/limit_hit"] == pytest.approx(1 / 3)  # 4 of the 12 that have a value
@@ -25,7 +25,7 @@ def test_diagnostics_become_step_metrics(tiny_config, one_thread, tmp_path):
 def test_diagnostics_survive_dynamic_sampling(tiny_config, one_thread, tmp_path):
     cfg = tiny_config("algorithm.dynamic_sampling=true", "algorithm.max_sampling_rounds=12",
                       f"rewards.functions=[{{name: '{HELPERS}:flagged'}}]", "rollout.max_new_tokens=4")
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     for row in _metrics(tmp_path / "run"):
         assert 0.0 <= row["reward/flagged/tests_not_run"] <= 1.0
         assert 0.0 <= row["reward/flagged/limit_hit"] <= 1.0

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from groupwise.data.prompts import render_prompt
-from groupwise.evaluate.report import build_report
 from groupwise.models.tiny import build_tiny_random
-from groupwise.train.loop import train
+from groupwise.report.run_report import build_report
+from groupwise.train.loop import training_loop
 
 TESTS = ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]
 
@@ -28,7 +28,7 @@ def test_samples_show_the_rendered_prompt_the_tests_and_each_reward(tiny_config,
     cfg = tiny_config(f"data.path={code_rows}", "data.heldout_fraction=0", "data.system_prompt=Be brief.",
                       f"rewards.functions={rewards}", "train.steps=1", "log.samples_per_step=2")
     run = tmp_path / "run"
-    train(cfg, run)
+    training_loop(cfg, run)
     records = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert len(records) == 2
     _, tokenizer = build_tiny_random(seed=0)

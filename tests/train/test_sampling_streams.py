@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
+from groupwise.data.stream import PromptStream
 from groupwise.models.tiny import build_tiny_random
-from groupwise.train.loop import PromptStream, train
+from groupwise.train.loop import training_loop
 from groupwise.train.policy import wrap_policy
 from groupwise.train.step import collect_batch
 
@@ -45,7 +46,7 @@ def test_micro_batch_size_no_longer_changes_the_samples(tiny_config, tmp_path):
     def samples(micro: int) -> list[list[str]]:
         cfg = tiny_config("train.steps=3", f"train.micro_batch_size={micro}", "lora.dropout=0.2",
                           "train.learning_rate=1e-9", "log.samples_per_step=4")
-        train(cfg, tmp_path / f"m{micro}")
+        training_loop(cfg, tmp_path / f"m{micro}")
         lines = (tmp_path / f"m{micro}" / "samples.jsonl").read_text().splitlines()
         return [json.loads(line)["completions"] for line in lines]
 

@@ -7,12 +7,12 @@ import pytest
 from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from groupwise.train.loop import train
+from groupwise.train.loop import training_loop
 
 
 def test_tensorboard_event_files_hold_the_step_scalars(tiny_config, tmp_path):
     run = tmp_path / "run"
-    train(tiny_config("log.tensorboard=true", "train.steps=2"), run, console=Console(file=io.StringIO()))
+    training_loop(tiny_config("log.tensorboard=true", "train.steps=2"), run, console=Console(file=io.StringIO()))
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert events and (run / "metrics.jsonl").is_file()
     acc = EventAccumulator(str(run / "tensorboard"))

@@ -3,7 +3,7 @@
 import json
 
 from groupwise.config.load import build_config
-from groupwise.train.loop import train
+from groupwise.train.loop import training_loop
 
 
 def test_reward_for_a_token_rises_over_a_few_dozen_steps(tmp_path):
@@ -14,7 +14,7 @@ def test_reward_for_a_token_rises_over_a_few_dozen_steps(tmp_path):
         "rewards.functions=[{name: format_regex, params: {pattern: '7'}}]",
         "model.dtype=float32", "train.bf16=false", "rollout.dtype=float32",
     ])
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     rewards = [json.loads(line)["reward/mean"] for line in (tmp_path / "run" / "metrics.jsonl").open()]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert len(rewards) == 30

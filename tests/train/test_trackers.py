@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from groupwise.errors import GroupwiseError
-from groupwise.train.loop import train
+from groupwise.train.loop import training_loop
 from groupwise.train.trackers import flat_params, scalars
 
 
@@ -41,7 +41,7 @@ def test_wandb_offline_run_records_every_step(tiny_config, tmp_path, monkeypatch
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")  # W&B's own switch: no network, a local run folder
     monkeypatch.setenv("WANDB_SILENT", "true")
-    train(tiny_config("log.report_to=[wandb]", "log.project=demo"), tmp_path / "run")
+    training_loop(tiny_config("log.report_to=[wandb]", "log.project=demo"), tmp_path / "run")
     (run_file,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
     config, logged = wandb_history(run_file)
     train_section = config["train"]
@@ -55,7 +55,7 @@ def test_wandb_offline_run_records_every_step(tiny_config, tmp_path, monkeypatch
 def test_missing_tracker_package_names_the_extra(tiny_config, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow raises ImportError
     with pytest.raises(GroupwiseError, match=r"names mlflow but its package is not installed.*groupwise\[mlflow\]"):
-        train(tiny_config("log.report_to=[mlflow]"), tmp_path / "run")
+        training_loop(tiny_config("log.report_to=[mlflow]"), tmp_path / "run")
 
 
 def test_mlflow_local_file_store(tiny_config, tmp_path, monkeypatch, one_thread):
@@ -63,7 +63,7 @@ def test_mlflow_local_file_store(tiny_config, tmp_path, monkeypatch, one_thread)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store behind this switch
     store = (tmp_path / "mlruns").as_uri()
     cfg = tiny_config("log.report_to=[mlflow, tensorboard]", "log.project=groupwise-test", f"log.tracking_uri={store}")
-    train(cfg, tmp_path / "run")
+    training_loop(cfg, tmp_path / "run")
     client = mlflow.MlflowClient(store)
     experiment = client.get_experiment_by_name("groupwise-test")
     (run,) = client.search_runs([experiment.experiment_id])
@@ -74,7 +74,7 @@ def test_mlflow_local_file_store(tiny_config, tmp_path, monkeypatch, one_thread)
     assert (tmp_path / "run" / "tensorboard").is_dir()
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
     with pytest.raises(GroupwiseError, match="MLflow cannot start a run at file:.*set log.tracking_uri"):
-        train(cfg.override([f"log.tracking_uri={(tmp_path / 'other').as_uri()}"]), tmp_path / "refused")
+        training_loop(cfg.override([f"log.tracking_uri={(tmp_path / 'other').as_uri()}"]), tmp_path / "refused")
 
 
 def test_flat_params_and_scalars():

@@ -7,8 +7,11 @@ from groupwise.algorithms.advantages import (
     focal_advantages,
     focal_weights,
     group_advantages,
+    has_variance,
+    learnable_fraction,
     leave_one_out,
     success_rate,
+    success_threshold,
 )
 from groupwise.algorithms.importance import IS_LEVELS, IS_MODES, importance_ratio, importance_weights
 from groupwise.algorithms.kl import KL_ESTIMATORS, kl_k1, kl_k2, kl_k3, kl_k3_clamped, kl_penalty
@@ -50,6 +53,7 @@ __all__ = [
     "get_preset",
     "group_advantages",
     "gspo_token_loss",
+    "has_variance",
     "importance_ratio",
     "importance_weights",
     "kl_k1",
@@ -57,6 +61,7 @@ __all__ = [
     "kl_k3",
     "kl_k3_clamped",
     "kl_penalty",
+    "learnable_fraction",
     "leave_one_out",
     "pass_at_k",
     "pass_at_k_many",
@@ -68,5 +73,6 @@ __all__ = [
     "seq_mean_token_sum_norm",
     "soft_overlong_penalty",
     "success_rate",
+    "success_threshold",
     "token_mean",
 ]

@@ -58,12 +58,16 @@ def leave_one_out(rewards: Tensor) -> Tensor:
     return torch.where(valid & (count > 1), rewards - others, torch.zeros_like(rewards))
 
 
+def success_threshold(threshold: float | None) -> float:
+    """The reward that counts as a success: `threshold`, or 1.0 (the maximum of a 0/1 reward) when None."""
+    return DEFAULT_SUCCESS_THRESHOLD if threshold is None else threshold
+
+
 def success_rate(rewards: Tensor, threshold: float | None = None) -> Tensor:
     """Share of each group's valid rewards >= threshold (default 1.0); 0 for a group with no valid reward."""
     # rewards: [P, G] -> [P]
-    thr = DEFAULT_SUCCESS_THRESHOLD if threshold is None else threshold
     valid = ~torch.isnan(rewards)
-    hits = (valid & (torch.nan_to_num(rewards.float(), nan=0.0) >= thr)).sum(dim=-1)
+    hits = (valid & (torch.nan_to_num(rewards.float(), nan=0.0) >= success_threshold(threshold))).sum(dim=-1)
     return hits.float() / valid.sum(dim=-1).clamp(min=1).float()
 
 
@@ -80,3 +84,14 @@ def focal_advantages(advantages: Tensor, rewards: Tensor, gamma: float,
     """g(x) * A: F-GRPO (arXiv 2602.06717) eq. 13."""
     # advantages: [P, G], rewards: [P, G] -> [P, G]
     return advantages * focal_weights(success_rate(rewards, threshold), gamma).unsqueeze(-1)
+
+
+def has_variance(group: Tensor) -> bool:
+    """Whether a group's valid rewards [G] differ: only then does GRPO learn anything from it."""
+    valid = group[~torch.isnan(group)]
+    return valid.numel() > 1 and bool((valid != valid[0]).any())
+
+
+def learnable_fraction(rewards: Tensor) -> float:
+    """Share of groups whose rewards are not all equal: only those carry a GRPO learning signal. rewards: [P, G]."""
+    return sum(has_variance(group) for group in rewards) / max(len(rewards), 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from groupwise.algorithms._util import as_bool_mask, masked_mean
+from groupwise.algorithms.masks import as_bool_mask, masked_mean
 from groupwise.errors import GroupwiseError
 
 IS_LEVELS = ("token", "sequence")

@@ -14,8 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from groupwise.algorithms._util import as_bool_mask, masked_mean
 from groupwise.algorithms.kl import KL_ESTIMATORS, kl_penalty
+from groupwise.algorithms.masks import as_bool_mask, masked_mean
 from groupwise.errors import GroupwiseError
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from groupwise.cli.commands import register_commands
 from groupwise.cli.errors import one_line_errors
 from groupwise.cli.quiet import VERBOSE_HELP, quiet_third_party
 from groupwise.config.load import build_config
 from groupwise.errors import GroupwiseError
-from groupwise.evaluate.commands import register_evaluate_commands
 from groupwise.train.run_dir import prepare_run_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -27,9 +27,9 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)]
 VerboseOption = Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)]
 
 
-@app.command()
+@app.command("train")
 @one_line_errors
-def train(
+def train_command(
     config: ConfigArg = None,
     set_: SetOption = None,
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Output folder (default runs/run-DATE-TIME).")
@@ -46,12 +46,9 @@ def train(
                                               "torchrun (docs/distributed.md).")] = None,
 ) -> None:
     """Train with GRPO (or a variant) and write a run folder."""
-    from groupwise.train.distributed import init_distributed, run_on_main
+    from groupwise.runtime.distributed import run_on_main
 
-    quiet_third_party(verbose)
-    if nproc is not None:
-        return launch_torchrun(nproc)
-    init_distributed()  # under torchrun: one of several processes; rank 0 prepares the run folder
+    start_command(verbose, nproc)  # under torchrun: one of several processes; rank 0 prepares the run folder
     set_ = set_ or []
     if resume is None and run_dir is not None and restarted_by_torchrun() and (run_dir / "config.yaml").is_file():
         # torchrun --max-restarts reran this command after a worker died: continue from the newest checkpoint
@@ -61,8 +58,8 @@ def train(
     cfg = build_config(config, set_)
     print_notes(cfg)
     if preflight:
-        from groupwise.evaluate.preflight import preflight as run_preflight
-        from groupwise.evaluate.preflight import print_preflight
+        from groupwise.train.preflight import preflight as run_preflight
+        from groupwise.train.preflight import print_preflight
 
         return print_preflight(run_preflight(cfg))
     created = not (run_dir and run_dir.exists())
@@ -70,9 +67,20 @@ def train(
     print_summary(run_and_report(cfg, folder, resume=False, created=created))
 
 
+def start_command(verbose: bool, nproc: int | None) -> None:
+    """Quiet other libraries (unless --verbose); with --nproc N rerun the command under torchrun and exit with
+    its code; else, when torchrun started this process, join its process group."""
+    from groupwise.runtime.distributed import init_distributed
+
+    quiet_third_party(verbose)
+    if nproc is not None:
+        launch_torchrun(nproc)
+    init_distributed()
+
+
 def print_caveat(problems: int) -> None:
     """Warn when too few held-out problems back a reported accuracy or gain."""
-    from groupwise.evaluate.passk_eval import few_problems_warning
+    from groupwise.evaluate.heldout_eval import few_problems_warning
 
     if warning := few_problems_warning(problems):
         console.print(warning, markup=False, highlight=False, soft_wrap=True)
@@ -119,7 +127,7 @@ def resume_config_of(folder: Path):
     return resume_config(folder, [])
 
 
-def launch_torchrun(nproc: int) -> None:
+def launch_torchrun(nproc: int) -> NoReturn:
     """`train/eval --nproc N`: the same command under torchrun with N processes on this machine; exits with its code,
     or 128 + signal when stopped by SIGTERM (handed on to torchrun, whose workers finish the step and save) or
     Ctrl-C (the terminal signals every process of the group itself)."""
@@ -150,7 +158,7 @@ def launch_torchrun(nproc: int) -> None:
 
 
 def print_summary(summary: dict) -> None:
-    from groupwise.train.distributed import is_main
+    from groupwise.runtime.distributed import is_main
 
     if not is_main():
         return
@@ -212,14 +220,11 @@ def eval_(
                                               "this machine with torchrun (docs/distributed.md).")] = None,
 ) -> None:
     """Greedy accuracy, unbiased pass@k and mean reward per function on held-out problems."""
-    quiet_third_party(verbose)
-    from groupwise.evaluate.eval_command import run_eval
-    from groupwise.evaluate.passk_eval import parse_ks, results_table
-    from groupwise.train.distributed import init_distributed, is_main
+    start_command(verbose, nproc)  # under torchrun: each rank scores its share of the problems, rank 0 writes
+    from groupwise.evaluate.heldout_eval import parse_ks, results_table
+    from groupwise.evaluate.jobs import run_eval
+    from groupwise.runtime.distributed import is_main
 
-    if nproc is not None:
-        return launch_torchrun(nproc)
-    init_distributed()  # under torchrun: each rank scores its share of the problems, rank 0 writes and prints
     result = run_eval(model, config, list(set_ or []), problems=problems, data=data, samples=samples,
                       ks=parse_ks(k), baseline=baseline, out=out, console=console)
     if is_main():
@@ -227,7 +232,7 @@ def eval_(
         print_caveat(result["summary"]["problems"])
 
 
-register_evaluate_commands(app, console)
+register_commands(app, console)
 
 
 @app.command("config")

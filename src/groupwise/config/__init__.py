@@ -1,0 +1,1 @@
+"""The config: a pydantic schema where every key documents itself, YAML loading, presets and `--set`."""

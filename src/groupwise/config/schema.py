@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from groupwise.config.paths import resolve_data_path, resolve_model_name, resolve_reward_name
 
+DEFAULT_COMPILE_TIMEOUT_S = 20.0  # a Rust reward's compile limit, unless its params.compile_timeout_s says otherwise
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -103,7 +105,6 @@ class RewardsConfig(Section):
 
     @model_validator(mode="after")
     def _check_rust_compile_timeout(self) -> RewardsConfig:
-        from groupwise.rewards.rust import DEFAULT_COMPILE_TIMEOUT_S
         for spec in self.functions or []:
             rust = spec.name in ("rust_compiles", "rust_clippy") or (
                 spec.name == "code_tests" and spec.params.get("language") == "rust")

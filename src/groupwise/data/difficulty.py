@@ -7,14 +7,14 @@ Its whole state is `state_dict()`, for checkpoints.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
 
+from groupwise.algorithms import success_threshold
+from groupwise.data.prompts import prompt_key
 from groupwise.errors import GroupwiseError
 
 Rows = list[dict[str, Any]]
@@ -24,8 +24,7 @@ SOLVED, FAILED, MIXED = "solved", "failed", "mixed"
 
 def row_key(row: dict[str, Any]) -> str:
     """A stable key for a training row (its prompt and answer)."""
-    text = json.dumps([row.get("prompt"), row.get("answer")], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return prompt_key(row, row.get("answer"))
 
 
 def group_outcome(rewards: list[float], threshold: float) -> str:
@@ -59,7 +58,7 @@ class DifficultyFilter:
         if unknown or not isinstance(visits, int) or isinstance(visits, bool) or visits < 1:
             raise GroupwiseError(f"data.difficulty_filter {spec} is not of the form {{visits: M}}, M >= 1",
                                  "write e.g. data.difficulty_filter: {visits: 2}")
-        return cls(stream, visits, 1.0 if threshold is None else threshold)
+        return cls(stream, visits, success_threshold(threshold))
 
     def is_settled(self, row: dict[str, Any]) -> bool:
         """Whether the row's last `visits` groups were all solved or all failed."""

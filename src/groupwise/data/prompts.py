@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from groupwise.config.schema import DataConfig
 from groupwise.errors import GroupwiseError
 
 
@@ -46,3 +49,15 @@ def render_prompt(row: dict[str, Any], tokenizer: PreTrainedTokenizerBase, *, te
     if chat_template and tokenizer.chat_template:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return "\n\n".join(m["content"] for m in messages) + "\n"
+
+
+def render_prompts(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, data: DataConfig) -> list[str]:
+    """Every row's prompt text as the config's data section renders it."""
+    return [render_prompt(row, tokenizer, template=data.prompt_template, system_prompt=data.system_prompt,
+                          chat_template=data.chat_template) for row in rows]
+
+
+def prompt_key(row: dict[str, Any], *extra: Any) -> str:
+    """A stable short hash of a row's prompt (and any extra parts, e.g. its answer, a model name and K)."""
+    text = json.dumps([row.get("prompt"), *extra], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from groupwise.config.schema import DataConfig
-from groupwise.data.tasks.registry import build_task
+from groupwise.data.tasks.catalog import build_task
 from groupwise.errors import GroupwiseError
 
 Split = Literal["train", "heldout"]

@@ -7,11 +7,12 @@ from typing import Any
 
 import torch
 
+from groupwise.algorithms import success_threshold
 from groupwise.config.schema import Config
-from groupwise.evaluate.sampling import generate_and_score, success_threshold
+from groupwise.evaluate.problem_samples import generate_and_score
 from groupwise.rewards.compute import RewardFunction
 from groupwise.rollout.sampler import as_sampler
-from groupwise.train.distributed import all_gather_objects, on_every_rank, shard
+from groupwise.runtime.distributed import all_gather_objects, on_every_rank, shard
 
 
 def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], texts: list[str], rewards: list[RewardFunction],
@@ -35,7 +36,7 @@ def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], texts: list[str]
 def _score_share(sampler, tokenizer, rows, texts, rewards, cfg: Config, samples: int, progress
                  ) -> tuple[int, dict[str, list[float]], list[float]]:
     """This rank's rows: greedy hits, and the finite sampled rewards per function and in total."""
-    threshold = success_threshold(cfg)
+    threshold = success_threshold(cfg.algorithm.success_threshold)
     greedy_hits, sampled = 0, {f.name: [] for f in rewards}
     sampled_total: list[float] = []
     size = cfg.eval.batch_size

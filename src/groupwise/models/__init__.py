@@ -1,0 +1,1 @@
+"""Models: loading (names, GGUF, tiny-random), precision, per-token log-probs, export."""

@@ -10,22 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from groupwise.rewards.answers import gold_answer, is_number
+from groupwise.rewards.compute import configured_reward_specs
+from groupwise.rewards.text import parse_math
 
 ANSWER_REWARDS = ("answer_match", "math_equivalence")
 CHECKED_ROWS = 50
 SHORT_ANSWER_CHARS = 50  # a tag/whole answer longer than this (or on several lines) is a solution, not an answer
-
-
-def reward_specs(cfg: Any) -> list[Any]:
-    """The reward entries the run will use: `rewards.functions`, else the task's own (answer_match for files)."""
-    from groupwise.config.schema import RewardSpec
-    from groupwise.data.tasks.registry import task_rewards
-    from groupwise.rewards.compute import FILE_DATA_REWARDS
-
-    if cfg.rewards.functions is not None:
-        return list(cfg.rewards.functions)
-    entries = task_rewards(cfg.data.task) if cfg.data.path is None else FILE_DATA_REWARDS
-    return [RewardSpec(**entry) for entry in entries]
 
 
 def comparable(answer: Any, reward: str, params: dict[str, Any]) -> bool:
@@ -36,10 +26,8 @@ def comparable(answer: Any, reward: str, params: dict[str, Any]) -> bool:
     if not gold:
         return False
     if reward == "math_equivalence":
-        from groupwise.rewards.text import _as_latex, _parse
-
         try:
-            return bool(_parse(_as_latex(gold)))
+            return bool(parse_math(gold))
         except Exception:  # noqa: BLE001 - math-verify failing on a gold means it cannot compare it
             return False
     if is_number(gold):
@@ -51,7 +39,7 @@ def comparable(answer: Any, reward: str, params: dict[str, Any]) -> bool:
 def answer_format_warning(rows: list[dict[str, Any]], cfg: Any) -> str | None:
     """One line naming the reward, a sample row and the fix when most checked gold answers cannot match."""
     sample = rows[:CHECKED_ROWS]
-    for spec in reward_specs(cfg):
+    for spec in configured_reward_specs(cfg):
         if spec.name not in ANSWER_REWARDS or not sample:
             continue
         bad = [row for row in sample if not comparable(row.get("answer"), spec.name, spec.params)]

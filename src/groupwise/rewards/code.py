@@ -15,12 +15,12 @@ from typing import Any
 from groupwise.data.tests_column import InvalidTestsError, parse_tests
 from groupwise.errors import GroupwiseError
 from groupwise.rewards.extract import completion_text, extract_code, names_used_by_tests
-from groupwise.rewards.pyexec import python_interpreter, run_python_tests, run_python_tests_in_process
+from groupwise.rewards.judges.pyexec import python_interpreter, run_python_tests, run_python_tests_in_process
+from groupwise.rewards.judges.rust import DEFAULT_COMPILE_TIMEOUT_S, RustRunner, has_clippy
+from groupwise.rewards.judges.verdict import Verdict
 from groupwise.rewards.registry import register_reward
-from groupwise.rewards.rust import DEFAULT_COMPILE_TIMEOUT_S, RustRunner, has_clippy
-from groupwise.rewards.sandbox import SandboxLimits, ensure_isolation, sandbox_limits
 from groupwise.rewards.values import RewardValues, verdict_values
-from groupwise.rewards.verdict import Verdict
+from groupwise.sandbox import SandboxLimits, ensure_isolation, sandbox_limits
 
 log = logging.getLogger(__name__)
 LANGUAGES = ("python", "rust")

@@ -14,8 +14,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from groupwise.config.schema import RewardSpec
+from groupwise.data.tasks.catalog import task_rewards
 from groupwise.errors import GroupwiseError
-from groupwise.rewards.registry import RewardFn, resolve_reward
+from groupwise.rewards.catalog import factory_parameters, resolve_reward
+from groupwise.rewards.registry import RewardFn
 from groupwise.rewards.values import RewardValues
 
 
@@ -52,7 +55,7 @@ def build_reward_functions(specs: Sequence[Any], sandbox: dict[str, Any] | None 
     for spec in specs:
         params = dict(spec.params)
         if ":" not in spec.name:
-            factory_params = _factory_parameters(spec.name)
+            factory_params = factory_parameters(spec.name)
             if "sandbox" in factory_params and "sandbox" not in params:
                 params["sandbox"] = sandbox
         functions.append(RewardFunction(_unique(spec.name, functions), resolve_reward(spec.name, params),
@@ -65,9 +68,6 @@ FILE_DATA_REWARDS = [{"name": "answer_match"}]  # a data file with an `answer` c
 
 def default_reward_specs(data: Any) -> list[Any]:
     """The rewards used when the config names none: the built-in task's own, answer_match for data files."""
-    from groupwise.config.schema import RewardSpec
-    from groupwise.data.tasks.registry import task_rewards
-
     entries = task_rewards(data.task) if data.path is None else FILE_DATA_REWARDS
     return [RewardSpec(**entry) for entry in entries]
 
@@ -80,20 +80,14 @@ def with_named_rewards(cfg: Any) -> Any:
     return cfg.model_copy(update={"rewards": named})
 
 
+def configured_reward_specs(cfg: Any) -> list[Any]:
+    """The reward entries the run uses: `rewards.functions`, else the built-in task's own (answer_match for files)."""
+    return list(cfg.rewards.functions) if cfg.rewards.functions is not None else default_reward_specs(cfg.data)
+
+
 def configured_rewards(cfg: Any) -> list[RewardFunction]:
-    """The run's reward functions: `rewards.functions`, else the built-in task's own (answer_match for files)."""
-    specs = cfg.rewards.functions
-    if specs is None:
-        specs = default_reward_specs(cfg.data)
-    return build_reward_functions(specs, cfg.sandbox.model_dump())
-
-
-def _factory_parameters(name: str) -> set[str]:
-    from groupwise.rewards.registry import _FACTORIES, _load_builtins
-
-    _load_builtins()
-    factory = _FACTORIES.get(name)
-    return set(inspect.signature(factory).parameters) if factory else set()
+    """The run's reward functions, built from `configured_reward_specs`."""
+    return build_reward_functions(configured_reward_specs(cfg), cfg.sandbox.model_dump())
 
 
 def _unique(name: str, existing: list[RewardFunction]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,29 +17,20 @@ from typing import Any
 from groupwise.errors import GroupwiseError
 
 RewardFn = Callable[..., Any]
-_FACTORIES: dict[str, Callable[..., RewardFn]] = {}
+FACTORIES: dict[str, Callable[..., RewardFn]] = {}  # name -> factory; filled as the reward modules import
 
 
 def register_reward(name: str) -> Callable[[Callable[..., RewardFn]], Callable[..., RewardFn]]:
     """Register a factory ``make(**params) -> reward_fn`` under ``name``."""
 
     def wrap(factory: Callable[..., RewardFn]) -> Callable[..., RewardFn]:
-        _FACTORIES[name] = factory
+        FACTORIES[name] = factory
         return factory
 
     return wrap
 
 
-def available_rewards() -> list[str]:
-    _load_builtins()
-    return sorted(_FACTORIES)
-
-
-def _load_builtins() -> None:
-    importlib.import_module("groupwise.rewards.builtin")
-
-
-def _load_reference(ref: str) -> RewardFn:
+def load_reference(ref: str) -> RewardFn:
     target, _, attr = ref.rpartition(":")
     if target.endswith(".py"):
         path = Path(target)
@@ -65,26 +55,7 @@ def _load_reference(ref: str) -> RewardFn:
     return fn
 
 
-def resolve_reward(name: str, params: dict[str, Any] | None = None) -> RewardFn:
-    """A callable reward function for a config entry: a registered built-in, or a user reference."""
-    params = params or {}
-    if ":" in name:
-        fn = _load_reference(name)
-        return _bind(fn, params) if params else fn
-    _load_builtins()
-    if name not in _FACTORIES:
-        raise GroupwiseError(f"unknown reward '{name}'",
-                             f"use one of {', '.join(sorted(_FACTORIES))} or module:function / file.py:function")
-    factory = _FACTORIES[name]
-    try:
-        inspect.signature(factory).bind(**params)
-    except TypeError as err:
-        raise GroupwiseError(f"reward '{name}' got bad params {params}: {err}",
-                             f"see the parameters of '{name}' in the docs") from err
-    return factory(**params)
-
-
-def _bind(fn: RewardFn, params: dict[str, Any]) -> RewardFn:
+def bind_params(fn: RewardFn, params: dict[str, Any]) -> RewardFn:
     def bound(prompts, completions, completion_ids=None, **columns):
         return fn(prompts, completions, completion_ids=completion_ids, **{**columns, **params})
 

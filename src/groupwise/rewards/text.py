@@ -88,16 +88,21 @@ def _parse(text: str) -> list:
     return parse(text, parsing_timeout=_math_timeout())  # type: ignore[arg-type]
 
 
+def parse_math(text: str) -> list:
+    """math-verify's reading of a bare answer (``x^2``, ``\\frac{1}{2}``, ``42``); empty when it reads nothing."""
+    return _parse(_as_latex(text))
+
+
 def math_equal(completion: str, gold: object) -> bool:
     """Whether the completion's final answer is mathematically equal to `gold`; False on any failure."""
     from math_verify import verify
 
     try:
-        expected = _parse(_as_latex(gold_answer(gold)))
+        expected = parse_math(gold_answer(gold))
         answer = final_answer(completion)
-        predicted = _parse(_as_latex(answer)) if answer is not None else _parse(completion)
+        predicted = parse_math(answer) if answer is not None else _parse(completion)
         if answer is None and not predicted:
-            predicted = _parse(_as_latex(completion.strip()))
+            predicted = parse_math(completion.strip())
         if not expected or not predicted:
             return False
         return bool(verify(expected, predicted, timeout_seconds=_math_timeout()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from groupwise.rewards.verdict import Verdict
+from groupwise.rewards.judges.verdict import Verdict
 
 
 class RewardValues(list):

@@ -13,7 +13,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from groupwise.train.fsdp import full_tensor
+from groupwise.runtime.distributed import full_tensor
+
+
+def lora_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """The model's peft LoRA layers by module name (none for a model without an adapter)."""
+    from peft.tuners.lora import LoraLayer
+
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+
+
+def plain_name(peft_name: str) -> str:
+    """A peft module or parameter name as the plain model names it (no wrapper prefix, no base_layer)."""
+    return peft_name.removeprefix("base_model.model.").replace(".base_layer", "")
 
 
 def plain_lora(layer: torch.nn.Module) -> bool:

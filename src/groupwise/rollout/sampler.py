@@ -1,47 +1,52 @@
-"""One way to sample completions for training and evaluation alike: the fast engine or plain `generate`."""
+"""One way to sample completions for training and evaluation alike, through the engine the config names."""
 
 from __future__ import annotations
 
 import torch
-from torch.distributed.tensor import DTensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from groupwise.config.schema import RolloutConfig
-from groupwise.models.precision import bf16_pays
-from groupwise.rollout.engine import GenerationEngine
-from groupwise.rollout.generate import Rollout, generate_group_rollouts
+from groupwise.rollout.completions import Rollout, SamplingParams, left_pad
+from groupwise.rollout.engines import build_engine
+from groupwise.rollout.protocol import RolloutEngine
 
 
 class Sampler:
-    """Samples from `model` as configured by `rollout`; call `refresh()` after the model's weights change."""
+    """Samples from `model` as `rollout` (the config's section) says; `refresh()` after its weights change."""
 
-    def __init__(self, model: PreTrainedModel, rollout: RolloutConfig) -> None:
+    def __init__(self, model: PreTrainedModel, rollout: RolloutConfig, engine: RolloutEngine | None = None) -> None:
         self.model, self.rollout = model, rollout
-        self.engine = None
-        if rollout.engine == "fast":
-            dtype = rollout.dtype if rollout.dtype != "auto" else (
-                "bfloat16" if bf16_pays(model) else "float32")
-            first = next(model.parameters())
-            shared = rollout.weights == "shared" or (rollout.weights == "auto" and first.device.type != "cpu")
-            shared = shared and not isinstance(first, DTensor)  # sharded (FSDP2): decode from a gathered copy
-            self.engine = GenerationEngine(model, getattr(torch, dtype), shared=shared)
+        self.engine = engine if engine is not None else build_engine(model, rollout)
 
     def refresh(self) -> None:
-        if self.engine is not None:
-            self.engine.sync(self.model)
+        self.engine.load_weights(self.model)
 
     def __call__(self, tokenizer: PreTrainedTokenizerBase, texts: list[str], *, group_size: int,
                  greedy: bool = False, temperature: float | None = None, top_p: float | None = None,
                  keys: list[int] | None = None) -> Rollout:
-        """`keys`: one random-stream key per text (rollout/streams.py); None draws them from torch's generator."""
+        """`group_size` completions per text. `keys`: one random-stream key per text (rollout/streams.py; None
+        draws them from torch's generator)."""
         r = self.rollout
-        sampling = {"max_new_tokens": r.max_new_tokens, "greedy": greedy, "keys": keys,
-                    "temperature": r.temperature if temperature is None else temperature,
-                    "top_p": r.top_p if top_p is None else top_p}
-        if self.engine is None:
-            return generate_group_rollouts(self.model, tokenizer, texts, group_size=group_size,
-                                           batch_size=r.batch_size, **sampling)
-        return self.engine.rollouts(tokenizer, texts, group_size=group_size, **sampling)
+        return sample_rollouts(self.engine, tokenizer, texts, group_size=group_size, greedy=greedy, keys=keys,
+                               max_new_tokens=r.max_new_tokens,
+                               temperature=r.temperature if temperature is None else temperature,
+                               top_p=r.top_p if top_p is None else top_p)
+
+
+def sample_rollouts(engine: RolloutEngine, tokenizer: PreTrainedTokenizerBase, texts: list[str], *, group_size: int,
+                    max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False,
+                    keys: list[int] | None = None) -> Rollout:
+    """Tokenize `texts`, sample `group_size` completions of each with `engine`, and decode them."""
+    prompt_ids = [tokenizer(text, add_special_tokens=False).input_ids for text in texts]
+    params = SamplingParams(group_size, max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                            temperature, top_p, greedy, keys)
+    out = engine.generate(prompt_ids, params)
+    ids, mask = left_pad(prompt_ids, tokenizer.pad_token_id)
+    rows = [p for p in range(len(texts)) for _ in range(group_size)]
+    width = out.token_ids.shape[1]
+    completion_mask = (torch.arange(width)[None] < out.lengths[:, None]).long()
+    return Rollout(ids[rows], mask[rows], out.token_ids, completion_mask, out.logprobs * completion_mask,
+                   out.finished, tokenizer.batch_decode(out.token_ids, skip_special_tokens=True), group_size)
 
 
 def as_sampler(model: PreTrainedModel | Sampler, rollout: RolloutConfig) -> Sampler:

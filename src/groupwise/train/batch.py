@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from groupwise.models.logprobs import sequence_logprobs, shared_prompt_logprobs
-from groupwise.rollout.generate import Rollout
+from groupwise.rollout.completions import Rollout
 
 
 @dataclass

@@ -37,7 +37,7 @@ from groupwise.config.load import build_config, parse_override
 from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
 from groupwise.models.trained import CHECKPOINT_WEIGHTS, DCP_METADATA
-from groupwise.train.distributed import barrier, is_main
+from groupwise.runtime.distributed import barrier, is_main
 from groupwise.train.fsdp import load_full, load_sharded, save_sharded
 
 if TYPE_CHECKING:

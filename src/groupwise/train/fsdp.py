@@ -12,7 +12,7 @@ lines that differ are named here:
 - Gradients are reduce-scattered as a SUM: the loss is already normalised by the whole batch's token/sequence
   count, so the sum over ranks is the one-process gradient (and gloo has no PREMUL_SUM/AVG for FSDP's default).
 - `full_state`: the whole weights, gathered once (the final save); the rollout engine gathers its copy once per
-  step (`GenerationEngine.sync` calls `DTensor.full_tensor`), never once per token.
+  step (`FastEngine.load_weights` calls `runtime.distributed.full_tensor`), never once per token.
 - `save_sharded`/`load_sharded`: torch.distributed.checkpoint (DCP), one file per rank plus `.metadata`; it loads
   on any world size, one process included (DCP reshards on load).
 """
@@ -34,10 +34,9 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
-from torch.distributed.tensor import DTensor
 
+from groupwise.runtime.distributed import all_max
 from groupwise.train.batch import MicroBatch
-from groupwise.train.distributed import all_max
 
 FORWARD_METHOD = "groupwise_forward"  # the registered FSDP forward method `sharded_forward` calls
 
@@ -134,8 +133,3 @@ def load_full(model: torch.nn.Module, optimizer: torch.optim.Optimizer, weights:
     by_name = {"state": {names[i]: s for i, s in optim["state"].items()},
                "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in optim["param_groups"]]}
     set_optimizer_state_dict(model, optimizer, by_name, options=StateDictOptions(full_state_dict=True))
-
-
-def full_tensor(value: torch.Tensor) -> torch.Tensor:
-    """The whole tensor of a DTensor (a collective), or `value` itself."""
-    return value.full_tensor() if isinstance(value, DTensor) else value

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from groupwise.algorithms import kl_penalty
-from groupwise.algorithms._util import as_bool_mask
+from groupwise.algorithms.masks import as_bool_mask
 
 
 @dataclass

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.markup import escape
@@ -19,14 +16,25 @@ from rich.markup import escape
 from groupwise.config.load import dump_config
 from groupwise.config.schema import Config
 from groupwise.data.difficulty import DifficultyFilter, wrap_with_difficulty_filter
-from groupwise.data.prompts import render_prompt
+from groupwise.data.prompts import render_prompts
 from groupwise.data.source import load_rows
+from groupwise.data.stream import PromptStream
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.accuracy import evaluate_rows
-from groupwise.evaluate.passk_eval import unique_rows
+from groupwise.evaluate.heldout_eval import unique_rows
 from groupwise.models.load import load_configured_model, resolve_device
 from groupwise.rewards.answer_check import answer_format_warning
 from groupwise.rewards.compute import configured_rewards, with_named_rewards
+from groupwise.runtime.distributed import (
+    all_max,
+    barrier,
+    check_divisible,
+    init_distributed,
+    is_main,
+    run_on_main,
+)
+from groupwise.runtime.progress import StepProgress, count_progress
+from groupwise.runtime.seeding import seed_everything
 from groupwise.train.checkpoint import (
     Checkpoint,
     Stateful,
@@ -39,63 +47,16 @@ from groupwise.train.checkpoint import (
     save_checkpoint,
     truncate_logs,
 )
-from groupwise.train.distributed import (
-    all_max,
-    barrier,
-    check_divisible,
-    init_distributed,
-    is_main,
-    run_on_main,
-)
 from groupwise.train.fsdp import full_state
 from groupwise.train.inputs import TrainInputs
 from groupwise.train.metrics import MetricsLog, write_samples
 from groupwise.train.optim import build_optimizer
 from groupwise.train.policy import Policy, wrap_policy
-from groupwise.train.progress import StepProgress
 from groupwise.train.step import grpo_step
 from groupwise.train.trackers import open_trackers
 
 
-@dataclass
-class PromptStream:
-    """Training rows in a seeded shuffled order, epoch after epoch; `cursor` is all the state resume needs."""
-
-    rows: list[dict[str, Any]]
-    texts: list[str]
-    seed: int
-    cursor: int = 0
-    order: list[int] = field(default_factory=list)
-
-    def _epoch_order(self, epoch: int) -> list[int]:
-        order = list(range(len(self.rows)))
-        random.Random(f"{self.seed}:{epoch}").shuffle(order)
-        return order
-
-    def __call__(self, n: int) -> tuple[list[dict[str, Any]], list[str]]:
-        picked = []
-        for _ in range(n):
-            epoch, index = divmod(self.cursor, len(self.rows))
-            if index == 0 or not self.order:
-                self.order = self._epoch_order(epoch)
-            picked.append(self.order[index])
-            self.cursor += 1
-        return [self.rows[i] for i in picked], [self.texts[i] for i in picked]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def render_all(rows: list[dict[str, Any]], tokenizer, cfg: Config) -> list[str]:
-    d = cfg.data
-    return [render_prompt(row, tokenizer, template=d.prompt_template, system_prompt=d.system_prompt,
-                          chat_template=d.chat_template) for row in rows]
-
-
-def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
+def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
           components: dict[str, Stateful] | None = None, inputs: TrainInputs | None = None) -> dict[str, Any]:
     """Run the job (`resume`: from the newest intact checkpoint); returns the summary (run_dir/summary.json).
 
@@ -120,8 +81,8 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
     model, tokenizer = ((inputs.model, inputs.tokenizer) if inputs.model is not None
                         else load_configured_model(cfg))  # on model.device, in the training precision
     order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed
-    stream = PromptStream(train_rows, render_all(train_rows, tokenizer, cfg), order_seed)
-    heldout_texts = render_all(heldout, tokenizer, cfg)
+    stream = PromptStream(train_rows, render_prompts(train_rows, tokenizer, cfg.data), order_seed)
+    heldout_texts = render_prompts(heldout, tokenizer, cfg.data)
     components = dict(components or {})  # stateful parts saved in checkpoints (register yours here)
     prompts = wrap_with_difficulty_filter(stream, cfg.data.difficulty_filter, cfg.algorithm.success_threshold)
     if isinstance(prompts, DifficultyFilter):
@@ -162,7 +123,7 @@ def train(cfg: Config, run_dir: Path, *, console=None, resume: bool = False,
             if cfg.log.samples_per_step and is_main():
                 shown = batch.rows[: cfg.log.samples_per_step]
                 write_samples(run_dir / "samples.jsonl", step, batch, cfg.log.samples_per_step,
-                              rendered=render_all(shown, tokenizer, cfg))
+                              rendered=render_prompts(shown, tokenizer, cfg.data))
             low_streak = low_streak + 1 if metrics["learnable_fraction"] < cfg.log.learnable_warn_below else 0
             if low_streak == cfg.log.learnable_warn_steps and is_main():
                 progress.warn(learnability_warning(metrics, cfg))
@@ -248,8 +209,6 @@ def _evaluates(cfg: Config) -> bool:
 
 
 def _evaluate(model, tokenizer, rows, texts, rewards, cfg: Config, console, label: str) -> dict[str, Any]:
-    from groupwise.train.progress import count_progress
-
     with count_progress(len(rows), f"eval {label}", enabled=cfg.log.progress, console=console) as advance:
         return evaluate_rows(model, tokenizer, rows, texts, rewards, cfg, progress=advance)
 

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from groupwise.runtime.jsonl import read_jsonl
+
 
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -70,6 +72,4 @@ def write_samples(path: Path, step: int, batch, groups: int, rendered: list[str]
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")

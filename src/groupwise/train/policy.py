@@ -16,9 +16,9 @@ from transformers import PreTrainedModel
 from groupwise.config.schema import Config, RolloutConfig
 from groupwise.errors import GroupwiseError
 from groupwise.models.precision import autocast, resolve_bf16
-from groupwise.rollout.generate import Rollout
+from groupwise.rollout.completions import Rollout
 from groupwise.rollout.sampler import Sampler
-from groupwise.train.distributed import world_size
+from groupwise.runtime.distributed import world_size
 from groupwise.train.fsdp import shard_model
 
 

@@ -12,31 +12,34 @@ import torch
 from torch import Tensor
 
 from groupwise.algorithms import (
-    focal_weights,
+    focal_advantages,
     group_advantages,
+    has_variance,
     importance_weights,
+    learnable_fraction,
     policy_loss,
-    soft_overlong_penalty,
     success_rate,
 )
 from groupwise.config.schema import AlgorithmConfig, Config
-from groupwise.rewards.compute import RewardFunction, Scores, score_batch
-from groupwise.rollout.generate import Rollout, concat_rollouts, select_groups
+from groupwise.rewards.compute import RewardFunction, Scores
+from groupwise.rewards.rollout_scores import score_rollout
+from groupwise.rollout.completions import Rollout, concat_rollouts, select_groups
 from groupwise.rollout.streams import mix_key
-from groupwise.train.batch import MicroBatch, agg_count, micro_batch_logprobs, micro_batches
-from groupwise.train.distributed import (
+from groupwise.runtime.distributed import (
     all_gather_objects,
     all_max,
     all_sum,
     all_sum_dict,
+    full_tensor,
     on_every_rank,
     shard,
     sum_gradients,
     world_size,
 )
-from groupwise.train.fsdp import IDLE, full_tensor, lockstep, sharded_forward
+from groupwise.runtime.memory import peak_memory
+from groupwise.train.batch import MicroBatch, agg_count, micro_batch_logprobs, micro_batches
+from groupwise.train.fsdp import IDLE, lockstep, sharded_forward
 from groupwise.train.health import HealthTokens
-from groupwise.train.memory import peak_memory
 from groupwise.train.policy import Policy
 
 Rows = list[dict[str, Any]]
@@ -114,7 +117,7 @@ def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFu
         if not cfg.algorithm.dynamic_sampling:
             batch.sampled_tokens = int(all_sum(sampled))
             return batch
-        varied = [p for p in range(len(batch.rows)) if _has_variance(batch.rewards[p])]
+        varied = [p for p in range(len(batch.rows)) if has_variance(batch.rewards[p])]
         kept.append(_subset(batch, varied))
         have = int(all_sum(sum(len(b.rows) for b in kept)))  # distributed: kept groups on every rank
         if have >= wanted or rounds >= cfg.algorithm.max_sampling_rounds:
@@ -148,35 +151,8 @@ def compute_advantages(rewards: Tensor, a: AlgorithmConfig) -> Tensor:
     """Group-relative advantages [P, G], scaled by F-GRPO's focal weight when focal_gamma > 0."""
     advantages = group_advantages(rewards, scale=a.scale, eps=a.adv_eps, baseline=a.baseline)
     if a.focal_gamma > 0:
-        advantages = advantages * focal_weights(success_rate(rewards, a.success_threshold), a.focal_gamma)[:, None]
+        advantages = focal_advantages(advantages, rewards, a.focal_gamma, a.success_threshold)
     return advantages
-
-
-def score_rollout(rollout: Rollout, rows: Rows, texts: list[str], rewards: list[RewardFunction],
-                  cfg: Config, *, shaping: bool = True) -> Scores:
-    """Every reward function over the batch; in training (`shaping`), DAPO's soft overlong punishment joins
-    as one more column. Evaluation leaves it out: a right answer stays right however long it is."""
-    g = rollout.group_size
-    columns = {k: [row.get(k) for row in rows for _ in range(g)] for k in {k for row in rows for k in row}}
-    columns.pop("prompt", None)
-    ids = [seq[: int(n)].tolist() for seq, n in zip(rollout.completion_ids, rollout.lengths, strict=True)]
-    prompts = [t for t in texts for _ in range(g)]
-    raw = [row.get("prompt", text) for row, text in zip(rows, texts, strict=True) for _ in range(g)]
-    scores = score_batch(rewards, prompts, rollout.completions, ids, columns, workers=cfg.rewards.workers,
-                         timeout_s=cfg.rewards.timeout_s, on_error=cfg.rewards.on_error, raw_prompts=raw)
-    if shaping and cfg.algorithm.soft_overlong:
-        # a truncated completion counts as one token over the limit: DAPO punishes it fully (-1)
-        lengths = rollout.lengths + (~rollout.ended_with_eos).long()
-        penalty = soft_overlong_penalty(lengths, cfg.rollout.max_new_tokens, cfg.algorithm.overlong_cache)
-        scores = Scores(torch.cat([scores.per_function, penalty[:, None].float()], dim=1),
-                        torch.nan_to_num(scores.total, nan=0.0) + penalty, scores.names + ["soft_overlong"],
-                        scores.errors, scores.diagnostics)
-    return scores
-
-
-def _has_variance(group: Tensor) -> bool:
-    valid = group[~torch.isnan(group)]
-    return valid.numel() > 1 and bool((valid != valid[0]).any())
 
 
 def _subset(batch: Batch, groups: list[int]) -> Batch:
@@ -351,8 +327,3 @@ def step_metrics(batch: Batch, update: dict[str, float], timings: dict[str, floa
         valid = column[~torch.isnan(column)]
         metrics[f"reward/{key}"] = float(valid.mean()) if valid.numel() else math.nan
     return metrics
-
-
-def learnable_fraction(rewards: Tensor) -> float:
-    """Share of groups whose rewards are not all equal: only those carry a GRPO learning signal. rewards: [P, G]."""
-    return sum(_has_variance(group) for group in rewards) / max(len(rewards), 1)

@@ -1,0 +1,1 @@
+"""`groupwise report`: a run's metrics as plots and one self-contained HTML page."""

@@ -1,0 +1,26 @@
+"""The rollout engine protocol: every way of sampling (fast, hf, and engines to come) is one of these.
+
+An engine takes prompts as token ids and returns `Completions`: G sampled continuations per prompt, the
+log-prob the sampler gave each token (under the temperature/top-p distribution it drew from) and whether each
+ended with EOS. `load_weights(policy)` refreshes it from the policy after an optimizer step. Nothing here
+knows of training: `Sampler` (sampler.py) tokenizes, calls an engine and builds the trainer's `Rollout`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from groupwise.rollout.completions import Completions, SamplingParams
+
+
+@runtime_checkable
+class RolloutEngine(Protocol):
+    def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> Completions:
+        """`params.group_size` completions per prompt; row p*G + i is sample i of prompt p."""
+        ...
+
+    def load_weights(self, policy: torch.nn.Module) -> None:
+        """Take the policy's current weights (its LoRA deltas included): called after each optimizer step."""
+        ...
