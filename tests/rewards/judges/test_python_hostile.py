@@ -5,11 +5,14 @@ Each attack is a wrong solution that scored 1.0 when the tests ran inside the so
 
 from __future__ import annotations
 
+import math
+import os
 import time
 
 import pytest
 
 from groupwise.rewards import resolve_reward
+from groupwise.rewards.judges import pyrpc
 
 ADD_TESTS = ["assert add(1, 2) == 3", "assert add(0, 5) == 5", "assert add(-2, 2) == 0"]
 AREA_TESTS = ["import math\nassert math.isclose(area(1.0), 3.14159, rel_tol=1e-4)",
@@ -147,3 +150,68 @@ def test_a_sample_never_outlives_its_budget_in_the_fallback() -> None:
     scores = reward([""], [hangs], tests=[["assert f(1)"] * 5])  # 5 tests of 1 s each; the budget is 2 * 1 + 1 s
     assert scores == [0.0] and scores.diagnostics["limit_hit"] == [1.0]
     assert time.monotonic() - start < 3 + 5  # the budget, plus generous slack for a loaded machine
+
+
+FORGED_BUILTINS = """import builtins, json
+class FakeBuiltins(dict):
+    def __call__(self):
+        pass
+fake = FakeBuiltins(vars(builtins))
+fake["abs"] = lambda x: 0
+_dumps = json.dumps
+def dumps(obj, *args, **kwargs):
+    if isinstance(obj, dict) and isinstance(obj.get("ready"), dict):
+        obj["ready"]["__builtins__"] = obj["ready"]["fake"]
+    return _dumps(obj, *args, **kwargs)
+json.dumps = dumps
+def area(r):
+    return 0.0
+"""
+
+
+def test_a_solution_cannot_announce_the_tests_builtins(reward) -> None:
+    # the server's ``ready`` message is the solution's to forge: it names a dict of its own "__builtins__"
+    tests = ["assert abs(area(1.0) - 3.14159) < 1e-4"]
+    honest = "def area(r):\n    return 3.14159265 * r * r\n"
+    assert reward(["", ""], [fenced(FORGED_BUILTINS), fenced(honest)], tests=[tests] * 2) == [0.0, 1.0]
+
+
+def test_only_public_non_builtin_names_of_the_solution_reach_the_tests() -> None:
+    names = ["area", "__builtins__", "_helper", "abs", "not a name", 3]
+    assert [n for n in names if pyrpc.public_name(n)] == ["area"]
+
+
+@pytest.mark.parametrize("exception", ["StopIteration", "StopAsyncIteration", "GeneratorExit", "KeyboardInterrupt"])
+def test_control_flow_from_a_call_fails_the_test_and_a_solution_iterator_still_ends(reward, exception) -> None:
+    tests = ["assert all(map(is_prime, [2, 3, 5, 7]))", "assert not any(map(is_composite, [2, 3, 5, 7]))"]
+    cheat = f"def is_prime(n):\n    raise {exception}\ndef is_composite(n):\n    raise {exception}\n"
+    honest = ("def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))\n"
+              "def is_composite(n):\n    return n > 1 and not is_prime(n)\n"
+              "def primes_below(n):\n    return (p for p in range(n) if is_prime(p))\n")
+    iterates = [*tests, "assert list(primes_below(10)) == [2, 3, 5, 7]"]  # StopIteration from __next__ ends it
+    assert reward(["", ""], [fenced(cheat), fenced(honest)], tests=[tests, iterates]) == [0.0, 1.0]
+
+
+def test_a_stdlib_name_the_solution_imports_is_the_harness_own_copy(reward) -> None:
+    tests = ["assert isclose(area(1.0), 3.14159, rel_tol=1e-4)", "assert isclose(area(2.0), 12.56637, rel_tol=1e-4)"]
+    patched = "import math\nmath.isclose = lambda *a, **k: True\n"
+    attacks = [patched + "from math import isclose\ndef area(r):\n    return 0.0\n",
+               patched + "from math import *\ndef area(r):\n    return 0.0\n"]
+    honest = ["from math import isclose, pi\ndef area(r):\n    return pi * r * r\n",
+              "from math import *\ndef area(r):\n    return pi * r * r\n"]
+    completions = [fenced(code) for code in [*attacks, *honest]]
+    assert reward([""] * 4, completions, tests=[tests] * 4) == [0.0, 0.0, 1.0, 1.0]
+    # a name the solution defines is the code under test, even when it also imported it: its own gcd is judged
+    own_gcd = "from math import gcd\ndef gcd(a, b):\n    return 1\n"
+    assert reward([""], [fenced(own_gcd)], tests=[["assert gcd(12, 18) == 6"]]) == [0.0]
+
+
+def test_stdlib_imports_are_read_from_the_solution_source() -> None:
+    source = ("import math as m\nfrom os import path\ntry:\n    from math import *\nexcept ImportError:\n    pass\n"
+              "from json import dumps\ndumps = None\nimport numpy as np\nfrom math import nothing_here\n"
+              "def f():\n    from json import loads\n")
+    used = {"m", "path", "sqrt", "dumps", "np", "nothing_here", "loads"}
+    assert pyrpc.stdlib_imports(source, used) == {"m": math, "path": os.path, "sqrt": math.sqrt,
+                                                  "nothing_here": pyrpc.UNAVAILABLE}
+    minidom = pyrpc.stdlib_imports("import xml.dom.minidom", {"xml"})["xml"].dom.minidom  # binds xml, loads all
+    assert minidom.parseString("<a/>").documentElement.tagName == "a"

@@ -116,8 +116,8 @@ def run_python_tests(code: str, tests: list[str], limits: SandboxLimits) -> Verd
 def _round(code: str, tests: list[str], limits: SandboxLimits, budget: float) -> Round:
     binary, binds = python_interpreter()
     token = secrets.token_hex(16)
-    request = json.dumps({"token": token, "tests": tests, "per_test_s": limits.timeout_s, "budget_s": budget},
-                         ensure_ascii=True)  # ascii: lone surrogates in test text travel as escapes
+    request = json.dumps({"token": token, "tests": tests, "solution": code, "per_test_s": limits.timeout_s,
+                          "budget_s": budget}, ensure_ascii=True)  # ascii: lone surrogates travel as escapes
     with _pair_of_slots() as (solution_slot, harness_slot), _channel(harness_slot) as chan:
         ro = (*binds, (str(chan), CHANNEL))
         argv = [binary, *_FLAGS, "pyrpc.py"]

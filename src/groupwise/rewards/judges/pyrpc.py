@@ -3,9 +3,9 @@
 This file is shipped as ``pyrpc.py`` into two separate sandboxes and run there with the stdlib only:
 
 - ``pyrpc.py serve CALLS ANSWERS``: loads the untrusted ``solution.py`` and answers calls to its functions;
-- ``pyrpc.py judge CALLS ANSWERS``: reads ``{"token", "tests", "per_test_s", "budget_s"}`` on stdin, runs each
-  test statement with the solution's functions replaced by ``Remote`` proxies, and writes one verdict line
-  ``TOKEN {"passed", "judged", "not_run", "limit"}`` to its stdout.
+- ``pyrpc.py judge CALLS ANSWERS``: reads ``{"token", "tests", "solution", "per_test_s", "budget_s"}`` on stdin,
+  runs each test statement with the solution's functions replaced by ``Remote`` proxies, and writes one verdict
+  line ``TOKEN {"passed", "judged", "not_run", "limit"}`` to its stdout.
 
 The two processes talk over two FIFOs made by the host (CALLS: harness -> server, ANSWERS: server -> harness),
 one JSON message per line. Only plain data crosses (``encode``/``decode``): None, bool, int, float, complex, str,
@@ -34,6 +34,9 @@ SPECIAL = ("__len__", "__getitem__", "__iter__", "__next__", "__bool__", "__str_
 _SCALARS = (bool, int, float, str)
 _SEQUENCES: dict[type, str] = {tuple: "t", set: "s", frozenset: "f"}
 _FROM_TAG: dict[str, Callable[[list], Any]] = {"t": tuple, "s": set, "f": frozenset}
+# exceptions that steer the caller's control flow: raised by a call, StopIteration would end the test's own
+# loop (``all(map(f, xs))``) early and pass it, so these reach the test as a failure of that call instead
+CONTROL_FLOW = frozenset({"StopIteration", "StopAsyncIteration", "GeneratorExit", "KeyboardInterrupt", "SystemExit"})
 
 
 def encode(value: Any, other: Callable[[Any], int]) -> Any:
@@ -222,7 +225,7 @@ class Channel:
         error = answer.get("error")
         if type(error) is not list or len(error) != 2 or not all(type(e) is str for e in error):
             self._fail()
-        raise _exception(*error)
+        raise _exception(*error, ends_iteration=message["op"] == "special" and message["name"] == "__next__")
 
     def encode_args(self, value: Any) -> Any:
         return encode(value, self._handle_of)
@@ -248,8 +251,13 @@ class Channel:
         raise SolutionGone
 
 
-def _exception(name: str, text: str) -> Exception:
-    """The solution's exception as a harness-side built-in exception of the same name, else SolutionError."""
+def _exception(name: str, text: str, ends_iteration: bool = False) -> Exception:
+    """The solution's exception as a harness-side built-in exception of the same name, else SolutionError.
+
+    A control-flow exception (``CONTROL_FLOW``) becomes SolutionError, except StopIteration from ``__next__`` of
+    a solution iterator (``ends_iteration``): that is how its iteration ends."""
+    if name in CONTROL_FLOW and not (ends_iteration and name == "StopIteration"):
+        return SolutionError(f"{name}: {text}")
     cls = getattr(builtins, name, None)
     if isinstance(cls, type) and issubclass(cls, Exception):
         try:
@@ -312,31 +320,118 @@ class Remote:
     __hash__ = object.__hash__
 
 
-def namespace_for_tests(tests: list[str], solution_names: dict[str, Any], channel: Channel) -> dict[str, Any]:
-    """What a test sees: its own builtins, real stdlib modules it uses as ``module.attr`` (even when the
-    solution defines that name), and a proxy for each other solution function that does not shadow a builtin."""
+def namespace_for_tests(tests: list[str], solution_names: dict[str, Any], channel: Channel,
+                        solution: str = "") -> dict[str, Any]:
+    """What a test sees, first match wins: the harness's builtins (set by ``run_tests``); real stdlib modules the
+    test uses as ``module.attr``; the harness's own copy of each stdlib name the solution imports (read from
+    its ``solution`` source, never from its process); a proxy for each other public solution function."""
     import ast  # the harness only: the server never needs it
 
-    modules: set[str] = set()
-    for source in tests:
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            continue
-        modules |= {node.value.id for node in ast.walk(tree)
-                    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in sys.stdlib_module_names}
-    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    trees = [tree for tree in map(_parse, tests) if tree is not None]
+    used = {node.id for tree in trees for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    modules = {node.value.id for tree in trees for node in ast.walk(tree)
+               if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+               and node.value.id in sys.stdlib_module_names}
+    namespace: dict[str, Any] = {"__name__": "__main__"}
     for name, ident in solution_names.items():
-        if (type(name) is str and name.isidentifier() and type(ident) is int and not hasattr(builtins, name)
-                and name not in modules):
+        if public_name(name) and type(ident) is int and name not in modules:
             namespace[name] = Remote(channel, ident)
+    for name, value in stdlib_imports(solution, used - modules).items():
+        if value is UNAVAILABLE:
+            namespace.pop(name, None)  # imported by a trick the harness cannot repeat: no binding at all
+        elif public_name(name):
+            namespace[name] = value
     for name in sorted(modules):
         try:
             namespace[name] = __import__(name)
         except Exception:  # noqa: BLE001 - not importable here: the test fails with a NameError
             pass
     return namespace
+
+
+def public_name(name: Any) -> bool:
+    """Whether a name from the solution's side may be bound in a test: an identifier that neither starts with
+    ``_`` (``__builtins__`` would replace the test's builtins) nor shadows a builtin."""
+    return type(name) is str and name.isidentifier() and not name.startswith("_") and not hasattr(builtins, name)
+
+
+def _parse(source: str) -> Any:
+    import ast
+
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+UNAVAILABLE = object()  # a stdlib name the harness cannot import as the solution did
+
+
+def stdlib_imports(solution: str, used: set[str]) -> dict[str, Any]:
+    """The harness's own copy of each name in ``used`` that the solution's top level binds by importing it
+    from the standard library (``from math import isclose``, ``import math as m``, ``from math import *``) and
+    by nothing else: a name the solution defines (``def``, ``class``, assignment) is the code under test."""
+    import ast
+
+    tree = _parse(solution)
+    if tree is None:
+        return {}
+    found: dict[str, Any] = {}
+    defined: set[str] = set()
+    for node in _top_level(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.update(_imported(node, used))
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            defined.add(node.id)
+    return {name: value for name, value in found.items() if name not in defined}
+
+
+def _top_level(tree: Any) -> Any:
+    """Every node of the module outside function and class bodies (those bind no module names)."""
+    import ast
+
+    stack = list(reversed(list(ast.iter_child_nodes(tree))))
+    while stack:  # depth first, in source order: a later import of a name wins, as it does when run
+        node = stack.pop()
+        yield node
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            stack.extend(reversed(list(ast.iter_child_nodes(node))))
+
+
+def _imported(node: Any, used: set[str]) -> dict[str, Any]:
+    """{name: the harness's object} for the names in ``used`` that one import statement binds from the stdlib."""
+    import ast
+    import importlib
+
+    def load(module: str, attr: str | None = None) -> Any:
+        try:
+            if attr is None:
+                return importlib.import_module(module)
+            found = importlib.import_module(module)
+            return getattr(found, attr) if hasattr(found, attr) else importlib.import_module(f"{module}.{attr}")
+        except Exception:  # noqa: BLE001 - e.g. an attribute the solution added to the module first
+            return UNAVAILABLE
+
+    out: dict[str, Any] = {}
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            name = alias.asname or alias.name.split(".")[0]
+            if name in used and alias.name.split(".")[0] in sys.stdlib_module_names:
+                module = load(alias.name)  # ``import a.b`` binds ``a``, with ``a.b`` loaded
+                out[name] = module if alias.asname or module is UNAVAILABLE else sys.modules[name]
+        return out
+    if node.level or not node.module or node.module.split(".")[0] not in sys.stdlib_module_names:
+        return out
+    for alias in node.names:
+        if alias.name != "*" and (alias.asname or alias.name) in used:
+            out[alias.asname or alias.name] = load(node.module, alias.name)
+        elif alias.name == "*":
+            module = load(node.module)
+            public = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
+            out.update({n: getattr(module, n) for n in used.intersection(public) if hasattr(module, n)})
+    return out
 
 
 def judge(calls_path: str, answers_path: str) -> None:
@@ -356,14 +451,15 @@ def judge(calls_path: str, answers_path: str) -> None:
     calls = os.open(calls_path, os.O_WRONLY)
     signal.alarm(0)
     channel = Channel(calls, answers)
-    passed, judged = run_tests(channel, tests, per_test_s, end)
+    passed, judged = run_tests(channel, tests, per_test_s, end, str(request.get("solution", "")))
     verdict = {"passed": passed, "judged": judged, "not_run": channel.gone, "limit": channel.limit}
     os.close(calls)  # the server exits on the hang-up
     os.write(verdict_fd, f"{token} {json.dumps(verdict)}\n".encode())
     os._exit(0)
 
 
-def run_tests(channel: Channel, tests: list[str], per_test_s: float, end: float) -> tuple[int, int]:
+def run_tests(channel: Channel, tests: list[str], per_test_s: float, end: float,
+              solution: str = "") -> tuple[int, int]:
     """(passed, judged): a test passes only when it ran to its end with the solution still answering; the
     tests judged are those before the solution went away, plus the one it went away in."""
     channel.deadline = min(end, time.monotonic() + per_test_s)
@@ -375,15 +471,16 @@ def run_tests(channel: Channel, tests: list[str], per_test_s: float, end: float)
         error = hello.get("load_error")
         channel.gone = type(error) is list and error[:1] == ["SystemExit"]  # an exit while loading: not run
         return 0, 0 if channel.gone else len(tests)
-    base = namespace_for_tests(tests, hello["ready"], channel)
+    base = namespace_for_tests(tests, hello["ready"], channel, solution)
     passed = judged = 0
     for index, source in enumerate(tests):
         if channel.gone:
             break
         judged += 1
         channel.deadline = min(end, time.monotonic() + per_test_s)
+        namespace = {**base, "__builtins__": builtins}  # ours, whatever names the solution announced
         try:
-            exec(compile(source, f"<test {index}>", "exec", dont_inherit=True, optimize=0), dict(base))
+            exec(compile(source, f"<test {index}>", "exec", dont_inherit=True, optimize=0), namespace)
         except BaseException:  # noqa: BLE001 - any failure of a test statement is a failed test
             continue
         passed += not channel.gone
