@@ -24,9 +24,13 @@ def _flag(value: bool | None) -> float | None:
 
 def verdict_values(verdicts: Sequence[Verdict | None], failed: Sequence[bool]) -> RewardValues:
     """Scores (partial credit) of code-test verdicts; None where a row has no tests. ``failed``: the samples
-    whose evaluation itself failed (scored 0)."""
-    return RewardValues(
-        [None if v is None else v.score for v in verdicts],
-        {"tests_not_run": [_flag(None if v is None else v.tests_not_run) for v in verdicts],
-         "limit_hit": [_flag(None if v is None else v.limit_hit) for v in verdicts],
-         "sample_errors": [_flag(None if v is None else bool(f)) for v, f in zip(verdicts, failed, strict=True)]})
+    whose evaluation itself failed (scored 0). ``tests_unjudgeable`` (a sample with a test that no value can
+    judge, so it scored 0) is kept only where the judge reports it (Rust)."""
+    diagnostics = {
+        "tests_not_run": [_flag(None if v is None else v.tests_not_run) for v in verdicts],
+        "limit_hit": [_flag(None if v is None else v.limit_hit) for v in verdicts],
+        "sample_errors": [_flag(None if v is None else bool(f)) for v, f in zip(verdicts, failed, strict=True)]}
+    unjudgeable = [None if v is None or v.tests_unjudgeable is None else v.tests_unjudgeable > 0 for v in verdicts]
+    if any(u is not None for u in unjudgeable):
+        diagnostics["tests_unjudgeable"] = [_flag(u) for u in unjudgeable]
+    return RewardValues([None if v is None else v.score for v in verdicts], diagnostics)

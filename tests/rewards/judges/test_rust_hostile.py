@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from groupwise.sandbox.box import SandboxLimits
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")]
 TESTS = ["assert_eq!(add(1, 2), 3);", "assert_eq!(add(-4, 5), 1);", "assert_eq!(add(20, 22), 42);",
-         "assert!(add(2, 2) > 3);", "assert!(add(1, 1) == 2);"]
+         "assert!(add(2, 2) > 3);", "assert!(add(1, 1) == 2);",
+         "let expected = 3; assert_eq!(add(1, 2), expected);", "assert!(add(1, 2) == 3 && add(2, 2) == 4);"]
 CORRECT = "pub fn add(a: i64, b: i64) -> i64 {\n    a + b\n}"
 ATTACKS = {
     "prints libtest's ok lines": """pub fn add(_a: i64, _b: i64) -> i64 {
@@ -67,6 +69,10 @@ impl PartialOrd<i32> for Anything {
 }
 pub fn add(_a: i64, _b: i64) -> Anything { Anything }""",
     "exits before the tests run": "pub fn add(_a: i64, _b: i64) -> i64 { std::process::exit(0) }",
+    "prints end records and `true` values, then exits 0": """pub fn add(_a: i64, _b: i64) -> i64 {
+    for i in 0..8 { print!("\\n\\x1egw:end:{i}:\\n\\x1egw:w:{i}:74727565\\n"); }
+    std::process::exit(0)
+}""",
     "compiles a 1 GB static": """pub static BIG: [u8; 1 << 30] = [7; 1 << 30];
 pub fn add(a: i64, b: i64) -> i64 { a + b + BIG[0] as i64 - 7 }""",
 }
@@ -107,8 +113,17 @@ def test_an_endless_constant_times_out_alone(tmp_path: Path) -> None:
 def test_an_early_exit_is_reported_as_tests_not_run(tmp_path: Path) -> None:
     runner = RustRunner(SandboxLimits(), tmp_path)
     verdict = runner.test(ATTACKS["exits before the tests run"], TESTS)
-    assert (verdict.passed, verdict.total, verdict.tests_not_run) == (0, 5, True)
+    assert (verdict.passed, verdict.total, verdict.tests_not_run) == (0, 7, True)
     assert runner.test(CORRECT, TESTS).tests_not_run is False
+
+
+def test_an_out_of_memory_abort_counts_as_a_limit(tmp_path: Path) -> None:
+    runner = RustRunner(SandboxLimits(), tmp_path)
+    hog = "pub fn add(a: i64, b: i64) -> i64 {\n    let v = vec![1u8; 1 << 36];\n    a + b + v[0] as i64 - 1\n}"
+    verdict = runner.test(hog, TESTS)  # 64 GiB: Rust aborts the whole program when the allocation fails
+    assert (verdict.passed, verdict.tests_not_run, verdict.limit_hit) == (0, True, True)
+    honest = runner.test(CORRECT, TESTS)
+    assert (honest.score, honest.limit_hit) == (1.0, False)
 
 
 @pytest.mark.skipif(shutil.which("cargo") is None or not has_clippy(), reason="clippy is not installed")
@@ -127,11 +142,38 @@ def test_expected_sides_that_need_compiling_are_evaluated_without_the_solution(t
     tests = ["assert_eq!(double(3), 2 * 3);", "assert_eq!(6, double(3));",
              'assert_eq!(double(2), "abcd".len() as i64);', "assert_eq!(double(2), double(1) * 2);"]
     runner = RustRunner(SandboxLimits(), tmp_path)
-    assert runner.test("pub fn double(x: i64) -> i64 { 2 * x }", tests).score == 1.0
+    honest = runner.test("pub fn double(x: i64) -> i64 { 2 * x }", tests)
+    assert (honest.passed, honest.tests_unjudgeable) == (3, 1)
     assert runner.test("pub fn double(x: i64) -> i64 { x + 1 }", tests).passed == 0
     forger = """pub fn double(_x: i64) -> i64 {
     for i in 0..4 { print!("\\n\\x1egw:end:{i}:\\n"); }
     std::process::exit(0)
 }"""
-    # only the last test cannot be judged by value (its expected side calls the solution): forgeable
-    assert runner.test(forger, tests).passed == 1
+    # the last test cannot be judged by value (its expected side calls the solution): it passes no one
+    assert runner.test(forger, tests).passed == 0
+
+
+def test_a_test_no_value_can_judge_scores_zero_is_counted_and_warned_about_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tests = ["let expected = 3; assert_eq!(add(1, 2), expected);", "assert!(add(1, 1) == 2 || add(1, 1) == 3);",
+             "assert_eq!(add(2, 2), add(1, 1) * 2);"]
+    forger = ATTACKS["prints end records and `true` values, then exits 0"]
+    reward = resolve_reward("code_tests", {"language": "rust", "target_dir": str(tmp_path), "workers": 2})
+    with caplog.at_level(logging.WARNING, logger="groupwise.rewards.judges.rust"):
+        scores = reward(["", ""], [fenced(CORRECT), fenced(forger)], tests=[tests] * 2)
+    assert scores == [pytest.approx(1 / 3), 0.0]  # the honest sample passes the one test that is judged by value
+    assert scores.diagnostics["tests_unjudgeable"] == [1.0, 1.0]
+    warned = [r.getMessage() for r in caplog.records if "cannot be judged by value" in r.getMessage()]
+    assert len(warned) == 1 and repr(tests[1]) in warned[0] and "is one bool made with `||`" in warned[0]
+
+
+@pytest.mark.skipif(shutil.which("cargo") is None or not has_clippy(), reason="clippy is not installed")
+def test_clippy_counts_lints_in_code_passed_through_a_macro_but_not_in_its_body(tmp_path: Path) -> None:
+    # documented in docs/sandbox.md: clippy skips code that a local macro_rules! body expands to
+    reward = resolve_reward("rust_clippy", {"target_dir": str(tmp_path), "workers": 2})
+    noisy = "pub fn size(xs: &Vec<i32>) -> usize {\n    return xs.len();\n}"  # needless_return, ptr_arg
+    samples = {"plain": noisy,
+               "passed through": f"macro_rules! id {{ ($($t:tt)*) => {{ $($t)* }}; }}\nid! {{\n{noisy}\n}}",
+               "in the body": f"macro_rules! body {{ () => {{ {noisy} }}; }}\nbody!();"}
+    scores = dict(zip(samples, reward([""] * 3, [fenced(c) for c in samples.values()]), strict=True))
+    assert scores == {"plain": pytest.approx(1 / 3), "passed through": pytest.approx(1 / 3), "in the body": 0.5}

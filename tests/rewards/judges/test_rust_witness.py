@@ -10,11 +10,13 @@ from groupwise.errors import GroupwiseError
 from groupwise.rewards.judges.rust import count_lints
 from groupwise.rewards.judges.rust_lex import debug_tokens, lex, same_debug
 from groupwise.rewards.judges.rust_tests import (
+    Witness,
     expected_candidates,
     harness_source,
     judge,
     literal_value,
     plan_tests,
+    unjudged,
     witnesses,
 )
 
@@ -35,8 +37,43 @@ def test_sites_split_equalities_comparisons_and_negations() -> None:
     got = [(s.test, s.kind, s.actual, s.expected) for s in plan.sites]
     assert got == [(0, "eq", 'f("assert!(x)")', "3"), (1, "false", "g(1)", None),
                    (2, "lt", "(h(1.0) - 2.0).abs()", "1e-9"), (3, "ne", "f(2)", "4"),
-                   (4, "true", "a(1) && b(2)", None), (5, "eq", "7", "f(0)")]
+                   (4, "true", "a(1)", None), (4, "true", "b(2)", None), (5, "eq", "7", "f(0)")]
     assert plan.sites[3].call == "::core::assert_ne!(f(2), 4)"
+
+
+def test_a_conjunction_is_one_site_per_part_and_a_disjunction_cannot_be_judged() -> None:
+    plan = plan_tests(["assert!(add(1, 2) == 3 && (add(2, 2) == 4 && !is_odd(2)), \"msg\");",
+                       "assert!(f(1) == 3 || f(1) == 4);", "assert!(!(f(1) == 3));"])
+    got = [(s.test, s.kind, s.actual, s.expected, s.call, s.why) for s in plan.sites]
+    assert got == [(0, "eq", "add(1, 2)", "3", "::core::assert!(add(1, 2) == 3)", ""),
+                   (0, "eq", "add(2, 2)", "4", "::core::assert!(add(2, 2) == 4)", ""),
+                   (0, "false", "is_odd(2)", None, "::core::assert!(!is_odd(2))", ""),
+                   (1, "true", "f(1) == 3 || f(1) == 4", None, "::core::assert!(f(1) == 3 || f(1) == 4)",
+                    "`assert!(f(1) == 3 || f(1) == 4)` is one bool made with `||`"),
+                   (2, "false", "(f(1) == 3)", None, "::core::assert!(!(f(1) == 3))",
+                    "`assert!(f(1) == 3)` is one bool made with `==`")]
+    judged = witnesses(plan, {})
+    assert set(judged) == {0, 1, 2}
+    assert unjudged(plan, {}) == {1: plan.sites[3].why, 2: plan.sites[4].why}
+    source = harness_source(plan, judged)
+    assert "::gwharness::witness(1, &__gw_v)" in source and "::core::assert!(f(1) == 3 || f(1) == 4)" in source
+
+
+def test_leading_lets_go_with_an_expected_side_into_the_program_without_the_solution() -> None:
+    plan = plan_tests([
+        "let expected = 3; assert_eq!(add(1, 2), expected);",
+        "let x = add(1, 2);\nlet e = 3;\nlet f = e + 1;\nassert_eq!(x + 1, f);",
+        "let e = 3; assert_eq!(e, add(1, 2));",  # swapped: the solution's side is on the right
+        "let mut v = vec![1]; v.push(2); assert_eq!(g(), v);",  # mutable: its value at the assert is unknown
+        "let c = Cell::new(3); c.set(4); assert_eq!(g(), c.get());",  # interior mutability, likewise
+        "let e = 3; for i in 0..2 { assert_eq!(h(i), e); }",  # nested in a loop: not repeated
+        "let e = 3; assert_eq!(h(1), e); let e = 4; assert_eq!(h(2), e);"])  # rebound before the second
+    assert expected_candidates(plan) == {
+        (0, 0): "{ let expected = 3;\nexpected\n}", (0, 1): "add(1, 2)",
+        (1, 0): "{ let e = 3; let f = e + 1;\nf\n}", (1, 1): "{ let x = add(1, 2);\nx + 1\n}",
+        (2, 0): "add(1, 2)", (2, 1): "{ let e = 3;\ne\n}", (3, 0): "v", (3, 1): "g()", (4, 0): "c.get()",
+        (4, 1): "g()", (5, 0): "e", (5, 1): "h(i)", (6, 0): "{ let e = 3;\ne\n}", (6, 1): "h(1)", (7, 0): "e",
+        (7, 1): "h(2)"}
 
 
 def test_literals_are_read_without_compiling() -> None:
@@ -80,6 +117,25 @@ def test_judging_needs_the_right_value_and_an_end_per_test() -> None:
     assert judge(plan, judged, forged, False).passed == 0  # ends without values do not pass
     wrong_then_right = _record("w", 0, "4") + _record("w", 0, "3") + _record("end", 0)
     assert judge(plan, judged, wrong_then_right, False).passed == 0
+
+
+def test_a_literal_left_of_an_ordering_is_judged_with_the_relation_flipped() -> None:
+    plan = plan_tests(["assert!(0 < f(1));", "assert!(10 >= f(2));"])
+    judged = witnesses(plan, {})
+    assert judged == {0: Witness("gt", [("num", 0)], swapped=True), 1: Witness("le", [("num", 10)], swapped=True)}
+    assert "::gwharness::witness(0, &__gw_v)" in harness_source(plan, judged)
+    right = _record("w", 0, "5") + _record("end", 0) + _record("w", 1, "10") + _record("end", 1)
+    wrong = _record("w", 0, "-5") + _record("end", 0) + _record("w", 1, "11") + _record("end", 1)
+    assert judge(plan, judged, right, False).passed == 2
+    assert judge(plan, judged, wrong, False).passed == 0
+
+
+def test_a_test_that_cannot_be_judged_by_value_fails_whatever_is_printed() -> None:
+    plan = plan_tests(["assert_eq!(f(2), f(1) + 1);", "assert_eq!(f(1), 1);", "assert!(f(1) == 1 || f(1) == 2);"])
+    judged = witnesses(plan, {})
+    ended = "".join(_record("end", i) for i in range(3)) + _record("w", 1, "1")  # what anyone could print
+    verdict = judge(plan, judged, ended, False)
+    assert (verdict.passed, verdict.total, verdict.tests_unjudgeable) == (1, 3, 2)  # only the middle test passes
 
 
 def test_clippy_counts_lints_and_rejects_lowered_lints() -> None:

@@ -12,6 +12,7 @@ import atexit
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -48,6 +49,8 @@ _CLIPPY_FLAGS = ["-F", "clippy::all", "-F", "warnings", "-F", "forbidden_lint_gr
 _OVERRULED = "incompatible with previous forbid"
 _NOT_BUILT = 97  # the test program's sandbox exits with this when rustc rejected the test crate
 _RUN_LIMIT_CODES = (128 + 9, 128 + 24)  # timeout's SIGKILL, RLIMIT_CPU's SIGXCPU
+_ABORTED = (128 + 6, -6)  # SIGABRT, seen through bubblewrap or directly
+_OUT_OF_MEMORY = re.compile(r"memory allocation of \d+ bytes failed")  # Rust's message before that abort
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,10 @@ def default_target_dir() -> Path:
 
 
 def limit_hit(result: SandboxResult) -> bool:
-    """Whether a sandbox limit stopped the run (``SandboxResult.limit_hit`` where the sandbox has it)."""
-    return bool(getattr(result, "limit_hit", result.timed_out or result.killed))
+    """Whether a sandbox limit stopped the run (``SandboxResult.limit_hit`` where the sandbox has it), counting
+    a Rust program that aborted because an allocation failed under the memory limit."""
+    return (bool(getattr(result, "limit_hit", result.timed_out or result.killed))
+            or result.returncode in _ABORTED and _OUT_OF_MEMORY.search(result.stderr) is not None)
 
 
 def _diagnostics(text: str) -> list[dict[str, Any]]:
@@ -183,6 +188,7 @@ class RustRunner:
         self._expected: dict[tuple[str, ...], dict[tuple[int, int], list[Value]]] = {}
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._lock = threading.Lock()
+        self._warned = False  # about a test that cannot be judged by value: once per run
 
     @contextmanager
     def _build_dir(self) -> Iterator[tuple[Slot, str]]:
@@ -210,16 +216,32 @@ class RustRunner:
     def test(self, code: str, tests: Sequence[str]) -> Verdict:
         """Build the solution, then the tests against it, run them, and judge each from its values."""
         plan = rt.plan_tests(tests)
-        judged = rt.witnesses(plan, self._expected_values(plan))
+        evaluated = self._expected_values(plan)
+        judged = rt.witnesses(plan, evaluated)
+        self._warn_once(plan, evaluated)
+        unjudgeable = len(rt.unjudgeable_tests(plan, judged))
         with self._build_dir() as (slot, build):
             lib = self._rustc(slot, build, ["--crate-type", "rlib", "--crate-name", "solution", "-A", "warnings",
                                             f"{BOX}/lib.rs", "--out-dir", TARGET], {"lib.rs": code})
             if not lib.ok:
-                return Verdict(0, len(tests), limit_hit=limit_hit(lib))
+                return Verdict(0, len(tests), limit_hit=limit_hit(lib), tests_unjudgeable=unjudgeable)
             ran = self._build_and_run(slot, build, rt.harness_source(plan, judged))
         if ran.returncode == _NOT_BUILT:
-            return Verdict(0, len(tests), limit_hit=limit_hit(ran))
+            return Verdict(0, len(tests), limit_hit=limit_hit(ran), tests_unjudgeable=unjudgeable)
         return rt.judge(plan, judged, ran.stdout, limit_hit(ran) or ran.returncode in _RUN_LIMIT_CODES)
+
+    def _warn_once(self, plan: rt.Plan, evaluated: dict[tuple[int, int], list[Value]]) -> None:
+        """Name the first test that no value can judge (it scores 0 for every solution); later ones are only
+        counted, in ``reward/code_tests/tests_unjudgeable``."""
+        reasons = rt.unjudged(plan, evaluated)
+        with self._lock:
+            if not reasons or self._warned:
+                return
+            self._warned = True
+        test, why = min(reasons.items())
+        log.warning("rust tests: the test %r cannot be judged by value (%s), so it scores 0 for every solution; "
+                    "compare the solution's result with a value instead (assert_eq!(f(x), 3)). Tests like it are "
+                    "counted in reward/code_tests/tests_unjudgeable, without another warning", plan.tests[test], why)
 
     def _build_and_run(self, slot: Slot, build: str, source: str) -> SandboxResult:
         """One sandbox: rustc builds the test program (source on stdin) into /box, then it runs, run-limited.
@@ -275,9 +297,6 @@ class RustRunner:
                 if not bad or limit_hit(built):
                     break
                 candidates = {key: expr for key, expr in candidates.items() if key not in bad}
-        if candidates:
-            log.warning("rust tests: %d expected values could not be evaluated without the solution; those "
-                        "assertions are checked inside the solution's process", len(candidates))
         return {}
 
     def compiles(self, code: str) -> bool:

@@ -4,7 +4,8 @@ Every assertion in a test (``assert_eq!``, ``assert_ne!``, ``assert!``) is a *si
 needs the solution (the *actual* side, e.g. ``add(1, 2)``) is compiled into the test binary, next to the
 solution, which prints its ``{:?}``; the other side (the *expected* side, e.g. ``3``) never enters that
 binary: it is read here when it is a plain literal, else evaluated by a binary built without the solution.
-The host compares the two. To forge a passing record the solution must print the right answer.
+The host compares the two. To forge a passing record the solution must print the right answer. A test with a
+site that cannot be judged this way (``unjudged``) scores 0: its end record is one the solution could print.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
+from groupwise.rewards.judges.rust_lets import Let, leading_lets, lets_for_site, with_lets
 from groupwise.rewards.judges.rust_lex import (
     Tok,
     Value,
@@ -30,7 +33,7 @@ _MACROS = {"assert": "assert", "debug_assert": "assert", "assert_eq": "assert_eq
            "debug_assert_eq": "assert_eq", "assert_ne": "assert_ne", "debug_assert_ne": "assert_ne"}
 _COMPARE = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 _FLIP = {"eq": "eq", "ne": "ne", "lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
-_NOT_SPLITTABLE = {"&&", "||", "|", "=", "..", "..=", "=>", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^="}
+_NOT_SPLITTABLE = {"||", "|", "=", "..", "..=", "=>", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^="}
 TRUE: list[Value] = [("word", "true")]
 FALSE: list[Value] = [("word", "false")]
 
@@ -46,6 +49,8 @@ class Site:
     start: int  # where the whole macro call sits in the test's text
     end: int
     call: str  # the macro call with its path qualified (``::core::assert_eq!(...)``): the in-process fallback
+    lets: tuple[Let, ...] = ()  # the test's leading lets that its expected side may use (``rust_lets``)
+    why: str = ""  # why no value can judge it, whatever is evaluated (a condition that is one opaque bool)
 
 
 @dataclass(frozen=True)
@@ -75,25 +80,59 @@ def _src(text: str, toks: list[Tok]) -> str:
     return _qualify(text[toks[0].start:toks[-1].end], toks, toks[0].start) if toks else ""
 
 
-def _condition(toks: list[Tok], text: str) -> tuple[str, str, str | None]:
-    """(kind, actual, expected) of an ``assert!`` condition."""
+def _unwrapped(toks: list[Tok]) -> list[Tok]:
+    """``toks`` without parentheses around the whole of it (``(a == b)`` -> ``a == b``)."""
+    while len(toks) > 2 and toks[0].text == "(" and matching(toks, 0) == len(toks) - 1:
+        toks = toks[1:-1]
+    return toks
+
+
+def _conjuncts(toks: list[Tok]) -> list[list[Tok]]:
+    """``a && (b && c)`` -> ``[a, b, c]``: each part of a top-level conjunction is a site of its own (all of them
+    hold exactly when the whole does). A top-level ``||`` binds looser than ``&&``: that is one condition."""
+    inner = _unwrapped(toks)
+    level = top_level(inner)
+    ands = [j for j in level if inner[j].text == "&&"]
+    if not ands or any(inner[j].text == "||" for j in level):
+        return [toks]
+    bounds = [-1, *ands, len(inner)]
+    return [part for a, b in pairwise(bounds) for part in _conjuncts(inner[a + 1:b])]
+
+
+def _opaque(toks: list[Tok], text: str, comparisons: int = 1) -> str:
+    """Why a condition is one bool the solution could print without computing it ("" when it is not): a
+    top-level operator that cannot be split into sites, or more comparisons than one site can judge."""
+    level = top_level(toks)
+    ops = [toks[j].text for j in level if toks[j].kind == "punct" and toks[j].text in _COMPARE]
+    joins = [toks[j].text for j in level if toks[j].text in _NOT_SPLITTABLE | {"&&"}]
+    if joins or len(ops) > comparisons:
+        return f"`assert!({_src(text, toks)})` is one bool made with `{(joins or ops)[0]}`"
+    return ""
+
+
+def _condition(toks: list[Tok], text: str) -> tuple[str, str, str | None, str]:
+    """(kind, actual, expected, why) of one ``assert!`` condition (a conjunct)."""
+    toks = _unwrapped(toks)
     level = top_level(toks)
     ops = [j for j in level if toks[j].kind == "punct" and toks[j].text in _COMPARE]
-    if any(toks[j].text in _NOT_SPLITTABLE for j in level) or len(ops) > 1:
-        return "true", _src(text, toks), None
+    why = _opaque(toks, text)
+    if why:
+        return "true", _src(text, toks), None, why
     if ops:
         j = ops[0]
         left, right = toks[:j], toks[j + 1:]
         if left and right:
-            return _COMPARE[toks[j].text], _src(text, left), _src(text, right)
+            return _COMPARE[toks[j].text], _src(text, left), _src(text, right), ""
     if toks[0].text == "!" and len(toks) > 1 and all(
             toks[j].kind != "punct" or toks[j].text in (".", "::", "?") for j in level if j > 0):
-        return "false", _src(text, toks[1:]), None
-    return "true", _src(text, toks), None
+        return "false", _src(text, toks[1:]), None, _opaque(_unwrapped(toks[1:]), text, comparisons=0)
+    return "true", _src(text, toks), None, ""
 
 
 def _sites(test: int, text: str) -> list[Site]:
     toks = lex(text)
+    level = set(top_level(toks))
+    lets, after = leading_lets(toks, text, level)
     found, j = [], 0
     while j < len(toks):
         tok = toks[j]
@@ -110,15 +149,19 @@ def _sites(test: int, text: str) -> list[Site]:
         args = split_args(toks[j + 3:close])
         start, end = toks[first].start, toks[close].end
         call = _qualify(text[start:end], toks[first:close + 1], start)
+        seen = lets_for_site(toks, level, lets, after, first)
         macro = _MACROS[tok.text]
         if macro == "assert" and args:
-            kind, actual, expected = _condition(args[0], text)
+            parts = _conjuncts(args[0])
+            for part in parts:
+                kind, actual, expected, why = _condition(part, text)
+                own = call if len(parts) == 1 else f"::core::assert!({_src(text, part)})"
+                found.append(Site(test, kind, actual, expected, start, end, own, seen, why))
         elif len(args) >= 2:
             kind = "eq" if macro == "assert_eq" else "ne"
-            actual, expected = _src(text, args[0]), _src(text, args[1])
+            found.append(Site(test, kind, _src(text, args[0]), _src(text, args[1]), start, end, call, seen))
         else:
             raise ValueError(f"cannot read {tok.text}!")
-        found.append(Site(test, kind, actual, expected, start, end, call))
         j = close + 1
     return found
 
@@ -269,9 +312,9 @@ def expected_candidates(plan: Plan) -> dict[tuple[int, int], str]:
     out = {}
     for k, site in enumerate(plan.sites):
         if site.expected is not None and literal_value(site.expected) is None:
-            out[(k, 0)] = site.expected
+            out[(k, 0)] = with_lets(site.expected, site.lets)
             if literal_value(site.actual) is None:
-                out[(k, 1)] = site.actual
+                out[(k, 1)] = with_lets(site.actual, site.lets)
     return out
 
 
@@ -284,24 +327,39 @@ class Witness:
     swapped: bool = False
 
 
+def _witness(site: Site, k: int, evaluated: dict[tuple[int, int], list[Value]]) -> Witness | str:
+    """How site ``k`` is judged by value, or why it cannot be (the pattern, for the warning)."""
+    if site.why:
+        return site.why
+    if site.kind in ("true", "false"):
+        return Witness(site.kind, TRUE if site.kind == "true" else FALSE)
+    assert site.expected is not None
+    value = literal_value(site.expected)
+    value = value if value is not None else evaluated.get((k, 0))
+    if value is not None and not _unordered(value):
+        return Witness(site.kind, value)
+    other = literal_value(site.actual)
+    other = other if other is not None else evaluated.get((k, 1))
+    if other is not None and not _unordered(other):
+        return Witness(_FLIP[site.kind], other, swapped=True)
+    if value is not None or other is not None:
+        return f"`{site.call}` compares a hash map or set, whose Debug order changes from run to run"
+    return f"`{site.call}`: neither side can be evaluated without the solution"
+
+
 def witnesses(plan: Plan, evaluated: dict[tuple[int, int], list[Value]]) -> dict[int, Witness]:
-    """The sites judged by value (the others run in process, as ``::core`` asserts)."""
-    out = {}
+    """The sites judged by value (the others run in process, as ``::core`` asserts, and fail their test)."""
+    found = {k: _witness(site, k, evaluated) for k, site in enumerate(plan.sites)}
+    return {k: w for k, w in found.items() if isinstance(w, Witness)}
+
+
+def unjudged(plan: Plan, evaluated: dict[tuple[int, int], list[Value]]) -> dict[int, str]:
+    """{test: why} for each test with a site that cannot be judged by value (its first such site's pattern)."""
+    out: dict[int, str] = {}
     for k, site in enumerate(plan.sites):
-        if site.kind in ("true", "false"):
-            out[k] = Witness(site.kind, TRUE if site.kind == "true" else FALSE)
-            continue
-        assert site.expected is not None
-        value = literal_value(site.expected)
-        if value is None:
-            value = evaluated.get((k, 0))
-        if value is not None and not _unordered(value):
-            out[k] = Witness(site.kind, value)
-            continue
-        other = literal_value(site.actual)
-        other = other if other is not None else evaluated.get((k, 1))
-        if other is not None and not _unordered(other):
-            out[k] = Witness(_FLIP[site.kind], other, swapped=True)
+        why = _witness(site, k, evaluated)
+        if isinstance(why, str):
+            out.setdefault(site.test, why)
     return out
 
 
@@ -399,7 +457,8 @@ def _holds(witness: Witness, actual: str) -> bool:
 
 
 def judge(plan: Plan, judged: dict[int, Witness], stdout: str, limit_hit: bool) -> Verdict:
-    """A test passes when it ended without a panic and each of its judged sites printed only right values."""
+    """A test passes when it ended without a panic and each of its sites was judged by value and printed only
+    right values; a test with a site that is not judged fails (its end record proves nothing)."""
     ended, failed, seen = set(), set(), {}
     for tag, k, text in _records(stdout):
         if tag == "end":
@@ -408,11 +467,18 @@ def judge(plan: Plan, judged: dict[int, Witness], stdout: str, limit_hit: bool) 
             failed.add(k)
         elif tag == "w":
             seen.setdefault(k, []).append(text)
+    unjudgeable = unjudgeable_tests(plan, judged)
     passed = 0
     for i in range(len(plan.tests)):
-        ks = [k for k, site in enumerate(plan.sites) if site.test == i and k in judged]
-        if i in ended and i not in failed and all(
+        ks = [k for k, site in enumerate(plan.sites) if site.test == i]
+        if i in ended and i not in failed and i not in unjudgeable and all(
                 seen.get(k) and all(_holds(judged[k], v) for v in seen[k]) for k in ks):
             passed += 1
     not_run = any(i not in ended and i not in failed for i in range(len(plan.tests)))
-    return Verdict(passed, len(plan.tests), tests_not_run=not_run, limit_hit=limit_hit)
+    return Verdict(passed, len(plan.tests), tests_not_run=not_run, limit_hit=limit_hit,
+                   tests_unjudgeable=len(unjudgeable))
+
+
+def unjudgeable_tests(plan: Plan, judged: dict[int, Witness]) -> set[int]:
+    """The tests with a site that is not judged by value: each scores 0 whatever the solution prints."""
+    return {site.test for k, site in enumerate(plan.sites) if k not in judged}

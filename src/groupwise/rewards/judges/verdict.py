@@ -13,6 +13,7 @@ class Verdict:
     total: int
     tests_not_run: bool = False  # the program ended (or was stopped) before every test had run
     limit_hit: bool = False  # a sandbox limit (time, CPU, memory, processes, output, disk) stopped it
+    tests_unjudgeable: int | None = None  # tests that no printed value can pass (Rust); None: every test can
 
     @property
     def score(self) -> float:
