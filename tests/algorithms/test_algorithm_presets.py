@@ -10,10 +10,29 @@ KEYS = {"scale", "baseline", "loss", "eps_low", "eps_high", "beta", "kl_estimato
         "overlong_filter", "soft_overlong", "num_iterations"}
 
 
+# what each preset changes from GRPO's settings (Shao et al. 2024), by its paper
+FROM_GRPO = {
+    "grpo": {},
+    "dr_grpo": {"scale": "none", "agg": "seq-mean-token-sum-norm", "beta": 0.0, "kl_estimator": "k3"},
+    "dapo": {"eps_high": 0.28, "agg": "token-mean", "dynamic_sampling": True, "overlong_filter": True,
+             "soft_overlong": True, "beta": 0.0, "kl_estimator": "k3"},
+    "cispo": {"loss": "cispo", "eps_low": 1.0, "eps_high": 0.28, "agg": "token-mean", "beta": 0.0,
+              "kl_estimator": "k3"},
+    "gspo": {"loss": "gspo", "eps_low": 3e-4, "eps_high": 4e-4, "beta": 0.0, "kl_estimator": "k3"},
+    "rloo": {"baseline": "leave_one_out", "scale": "none", "beta": 0.0, "kl_estimator": "k3"},
+    "reinforce_pp": {"scale": "batch", "beta": 0.0, "kl_estimator": "k3"},
+}
+
+
 def test_names_and_keys():
     assert preset_names() == ["grpo", "dr_grpo", "dapo", "cispo", "gspo", "rloo", "reinforce_pp"]
+    assert PRESETS["grpo"] == {"scale": "group", "baseline": "mean", "loss": "clip", "eps_low": 0.2, "eps_high": 0.2,
+                               "beta": 0.04, "kl_estimator": "k3_clamped", "agg": "seq-mean-token-mean",
+                               "dynamic_sampling": False, "overlong_filter": False, "soft_overlong": False,
+                               "num_iterations": 1}
     for name, preset in PRESETS.items():
         assert set(preset) == KEYS, name
+        assert {k: v for k, v in preset.items() if v != PRESETS["grpo"][k]} == FROM_GRPO[name], name
         assert preset["scale"] in SCALES and preset["loss"] in POLICY_LOSSES
         assert preset["agg"] in AGGREGATIONS and preset["kl_estimator"] in KL_ESTIMATORS
 
@@ -34,10 +53,14 @@ def test_published_values():
 
 
 def test_presets_fit_config_schema():
+    from groupwise.config.load import build_config
     from groupwise.config.schema import AlgorithmConfig
 
     for name in preset_names():
-        AlgorithmConfig(**PRESETS[name])
+        assert AlgorithmConfig(**PRESETS[name]).model_dump(include=set(KEYS)) == PRESETS[name], name
+        chosen = build_config(None, [f"algorithm.preset={name}"]).algorithm  # named in a config: exactly its values
+        assert chosen.model_dump(include=set(KEYS)) == PRESETS[name], name
+    assert build_config(None, ["algorithm.preset=dapo", "algorithm.eps_high=0.3"]).algorithm.eps_high == 0.3
 
 
 def test_get_preset_copy_and_unknown():

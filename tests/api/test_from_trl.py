@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 import groupwise
 
 TINY = ["model.name=tiny-random", "rollout.prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=6",
@@ -39,7 +41,10 @@ def length_reward(completions, completion_ids, **kwargs):
 def test_trl_reward_functions_and_conversational_data_unchanged(tmp_path, one_thread):
     run = groupwise.train(None, TINY, dataset=DATASET, rewards=[format_reward, accuracy_reward, length_reward],
                           reward_weights=[0.5, 1.0, 0.1], run_dir=tmp_path / "run")
-    assert run.summary["train_minutes"] >= 0
+    for row in (json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()):
+        means = [row[f"reward/{f.__name__}/mean"] for f in (format_reward, accuracy_reward, length_reward)]
+        assert row["reward/mean"] == pytest.approx(0.5 * means[0] + 1.0 * means[1] + 0.1 * means[2])  # the weights
+        assert means[2] == pytest.approx(-row["completion_len/mean"] / 10)  # completion_ids are the sampled tokens
     # TRL's arguments: each prompt is the row's own message list, each completion one assistant message
     assert SEEN["prompts"] and all(p in [row["prompt"] for row in DATASET] for p in SEEN["prompts"])
     assert all(isinstance(c, list) and c[0]["role"] == "assistant" and isinstance(c[0]["content"], str)

@@ -11,6 +11,7 @@ import pytest
 
 import groupwise
 from groupwise import Config, GroupwiseError
+from groupwise.api.inputs import build_rewards
 from groupwise.models.tiny import build_tiny_random
 
 TINY = ["model.name=tiny-random", "rollout.prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=6",
@@ -94,6 +95,14 @@ def test_weights_async_rewards_and_a_preloaded_model(tmp_path, one_thread):
     assert [f.weight for f in run.config.rewards.functions] == [0.5, 0.0]
 
 
+def test_reward_weights_replace_every_default_a_zero_included():
+    functions, entries = build_rewards(["answer_match", {"name": "answer_match", "weight": 3.0}, parity],
+                                       [0.0, 0.5, 2.0], Config())
+    assert [f.weight for f in functions] == [0.0, 0.5, 2.0]  # a built-in's 0.0 must not fall back to its 1.0
+    assert [e["weight"] for e in entries] == [0.0, 0.5, 2.0]
+    assert [f.weight for f in build_rewards(["answer_match", parity], None, Config())[0]] == [1.0, 1.0]
+
+
 def test_raising_reward_follows_on_error(tmp_path, one_thread):
     def broken(prompts, completions, **_):
         raise ValueError("no luck")
@@ -140,12 +149,17 @@ def test_bad_arguments_one_clear_error(case, tmp_path):
 
 def test_evaluate_returns_the_pass_at_k_asked(tmp_path, one_thread):
     heldout = [{"prompt": f"{a}+1=", "answer": str(a + 1)} for a in range(3)]
-    result = groupwise.evaluate("tiny-random", heldout, rewards=[parity], samples=4, k=[1, 2, 4],
+
+    def by_problem(prompts, completions, **_):
+        """Whatever is sampled: 1.0 on 0+1=, 0.5 on 1+1= (under the 1.0 that counts as solved), 0 on 2+1=."""
+        return [1.0 if "0+1=" in p else 0.5 if "1+1=" in p else 0.0 for p in prompts]
+
+    result = groupwise.evaluate("tiny-random", heldout, rewards=[by_problem], samples=4, k=[1, 2, 4],
                                 overrides=TINY)
-    assert result["problems"] == 3 and result["samples"] == 4
-    assert {k for k in result if k.startswith("pass@")} == {"pass@1", "pass@2", "pass@4"}
-    assert 0.0 <= result["pass@1"] <= result["pass@2"] <= result["pass@4"] <= 1.0
-    assert set(result["sampled_reward_per_function"]) == {"parity"}
+    third = pytest.approx(1 / 3)  # one problem of three solved, by every sample and by the greedy answer
+    assert result == {"problems": 3, "samples": 4, "greedy_accuracy": third, "pass@1": third, "pass@2": third,
+                      "pass@4": third, "mean_pass_rate": third, "learnable_share": 0.0, "sampled_mean_reward": 0.5,
+                      "sampled_reward_per_function": {"by_problem": 0.5}, "threshold": 1.0}
     only_one = groupwise.evaluate("tiny-random", heldout, rewards=["answer_match"], k=[2], overrides=TINY)
     assert only_one["samples"] == 2 and [k for k in only_one if k.startswith("pass@")] == ["pass@2"]
     with pytest.raises(GroupwiseError, match="pass@8 needs at least 8 samples"):
@@ -192,7 +206,8 @@ def test_package_names_are_functions_and_subpackages():
     import groupwise.train.loop as loop_module
 
     assert loop_module.__name__ == "groupwise.train.loop"
-    assert groupwise.train.loop is loop_module and groupwise.evaluate.heldout_eval.pass_at_k
+    assert groupwise.train.loop is loop_module
+    assert groupwise.evaluate.heldout_eval.pass_at_k(4, 1, 2) == 0.5  # the subpackage's function: 1 - C(3,2)/C(4,2)
     assert list(inspect.signature(groupwise.train).parameters)[:2] == ["config", "overrides"]
     assert "on_step" in groupwise.train.__doc__ and "pass@" in groupwise.evaluate.__doc__
     assert (Path(groupwise.__file__).parent / "py.typed").is_file()

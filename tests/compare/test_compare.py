@@ -42,6 +42,13 @@ def test_two_values_give_the_whole_range():
     assert mean_with_interval(np.array([[0.0, 0.0], [1.0, 1.0]]), replicates=4000)["ci95"] == [0.0, 1.0]
 
 
+def test_the_interval_leaves_out_half_the_rest_in_each_tail():
+    # 1000 evenly spread draws: the 2.5th and 97.5th percentiles, by linear interpolation between ranks
+    assert percentile_interval(np.arange(1000.0)) == pytest.approx((24.975, 974.025))
+    assert percentile_interval(np.arange(1000.0), level=0.9) == pytest.approx((49.95, 949.05))
+    assert percentile_interval(np.array([np.nan, 2.0, np.inf])) == (2.0, 2.0)  # only finite draws count
+
+
 def test_resampling_equals_the_plain_loop_over_the_drawn_indices():
     values = np.arange(12, dtype=float).reshape(3, 4) ** 2
     rows, cols = bootstrap_indices(3, 4, replicates=50, seed=7)

@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY_OVERRIDES  # tests/ is on sys.path (pytest's rootdir conftest)
 
 from groupwise.config.load import build_config
-from groupwise.data.prompts import build_messages
+from groupwise.data.prompts import build_messages, render_prompts
 from groupwise.data.source import load_rows
 from groupwise.rewards import resolve_reward
 from groupwise.train.loop import training_loop
@@ -54,12 +54,16 @@ def test_mbpp_example_reference_code_passes_its_tests(in_root: Path) -> None:
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_example_config_trains_a_step(in_root: Path, tmp_path: Path, one_thread, name: str) -> None:
+def test_example_config_trains_a_step(in_root: Path, tmp_path: Path, one_thread, tiny, name: str) -> None:
     cfg = build_config(ROOT / f"examples/configs/{name}.yaml", TINY)
     assert (ROOT / cfg.data.path).resolve() == ROOT / "examples/data" / f"{name}.jsonl"  # relative or resolved
     training_loop(cfg, tmp_path / "run")
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in logged] == [1]
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    train = render_prompts(load_rows(cfg.data, "train"), tiny[1], cfg.data)  # with the config's template
+    assert len(samples) == 2 and {s["rendered_prompt"] for s in samples} <= set(train)
+    assert [set(s["reward_per_function"]) for s in samples] == [{f.name for f in cfg.rewards.functions}] * 2
 
 
 def test_readme_shows_the_example_configs_as_they_are() -> None:

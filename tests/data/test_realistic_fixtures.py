@@ -13,6 +13,7 @@ import pytest
 
 from groupwise.config.schema import DataConfig
 from groupwise.data.files import load_file_rows
+from groupwise.data.prompts import render_prompts
 from groupwise.rewards import resolve_reward
 from groupwise.train.loop import training_loop
 
@@ -112,7 +113,7 @@ def test_correct_scores_one_and_wrong_scores_zero(files, shape: str, fmt: str) -
 
 
 @pytest.mark.parametrize("shape, fmt", CASES)
-def test_trains_one_step_on_tiny_random(tiny_config, files, tmp_path: Path, one_thread, shape: str,
+def test_trains_one_step_on_tiny_random(tiny_config, tiny, files, tmp_path: Path, one_thread, shape: str,
                                         fmt: str) -> None:
     rewards = ", ".join(f"{{name: {name}}}" for name in REWARDS[shape])
     columns = ", ".join(f"{k}: {v}" for k, v in COLUMNS[shape].items())
@@ -123,6 +124,10 @@ def test_trains_one_step_on_tiny_random(tiny_config, files, tmp_path: Path, one_
     summary = training_loop(cfg, tmp_path / "run")
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert summary["run_dir"] == str(tmp_path / "run") and [m["step"] for m in logged] == [1]
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    rendered = render_prompts(_rows(files[shape, fmt], shape), tiny[1], cfg.data)  # the file's rows, as mapped
+    assert len(samples) == 2 and {s["rendered_prompt"] for s in samples} <= set(rendered)
+    assert [set(s["reward_per_function"]) for s in samples] == [set(REWARDS[shape])] * 2
 
 
 def test_chat_fixture_is_rendered_with_its_own_messages(tiny) -> None:

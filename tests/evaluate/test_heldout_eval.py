@@ -43,8 +43,16 @@ def test_summary_uses_unbiased_pass_at_k_and_skips_k_above_n():
     assert summary["pass@4"] == pytest.approx(pass_at_k(8, 2, 4) / 2)
     assert summary["pass@8"] == pytest.approx(0.5) and "pass@64" not in summary
     assert summary["learnable_share"] == 0.5 and summary["sampled_reward_per_function"] == {"f": 0.125}
-    table = results_table("m", summary | {"threshold": 1.0}, "b", summary)
-    Console(width=200, record=True).print(table)
+    baseline = summarize([records[0]] * 2, [1, 4, 8, 64], samples=8)  # both problems like the first one
+    console = Console(width=200, record=True)
+    console.print(results_table("m", summary | {"threshold": 1.0}, "b", baseline))
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in console.export_text().splitlines()
+            if line.startswith("│")]
+    # pass@4 = (1 - C(6,4)/C(8,4)) / 2 = 0.393 against 0.786; each delta is this model's value minus the baseline's
+    assert rows == [["greedy_accuracy", "0.500", "1.000", "-0.500"], ["pass@1", "0.125", "0.250", "-0.125"],
+                    ["pass@4", "0.393", "0.786", "-0.393"], ["pass@8", "0.500", "1.000", "-0.500"],
+                    ["mean_pass_rate", "0.125", "0.250", "-0.125"], ["learnable_share", "0.500", "1.000", "-0.500"],
+                    ["sampled_mean_reward", "0.125", "0.250", "-0.125"], ["reward/f", "0.125", "0.250", "-0.125"]]
 
 
 def test_meta_mismatch_is_refused(tmp_path):

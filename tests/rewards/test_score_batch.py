@@ -53,9 +53,18 @@ def test_a_raising_function_stops_with_its_name_and_the_sample_index():
     assert "rewards.on_error: zero" in str(err.value)
 
 
+def _skips_second_fails_on_third(prompts, completions, **_):
+    _fails_on_third(prompts, completions)
+    return [None if c == COMPLETIONS[1] else 1.0 for c in completions]
+
+
 def test_on_error_zero_scores_the_failing_sample_zero_and_counts_it():
     scores = _score([RewardFunction("picky", _fails_on_third, 1.0)], on_error="zero")
     assert scores.total.tolist() == [1.0, 1.0, 0.0, 1.0]
+    assert scores.errors == {"picky": 1}
+    # rescored one sample at a time: a sample the function leaves unscored (None) stays unscored, not 0
+    scores = _score([RewardFunction("picky", _skips_second_fails_on_third, 1.0)], on_error="zero")
+    assert [None if math.isnan(v) else v for v in scores.total.tolist()] == [1.0, None, 0.0, 1.0]
     assert scores.errors == {"picky": 1}
 
 

@@ -70,7 +70,18 @@ def test_bf16_engine_samples_valid_groups(tiny):
     policy, tokenizer = _lora_policy(tiny)
     engine = FastEngine(policy.model, torch.bfloat16)
     rollout = sample_rollouts(engine, tokenizer, PROMPTS, group_size=2, max_new_tokens=6)
-    assert rollout.completion_ids.shape[0] == 6 and torch.isfinite(rollout.sampling_logp).all()
+    rows = zip(rollout.prompt_ids, rollout.prompt_mask, strict=True)
+    assert [tokenizer.decode(ids[m.bool()]) for ids, m in rows] == [p for p in PROMPTS for _ in range(2)]
+    rows = zip(rollout.completion_ids, rollout.completion_mask, strict=True)
+    assert rollout.completions == [tokenizer.decode(ids[m.bool()], skip_special_tokens=True) for ids, m in rows]
+    # the log-prob recorded for each drawn token is the bf16 copy's own, as a full forward pass computes it
+    ids = torch.cat([rollout.prompt_ids, rollout.completion_ids], 1)
+    mask = torch.cat([rollout.prompt_mask, rollout.completion_mask], 1)
+    with torch.no_grad():
+        own = naive_sequence_logprobs(engine.model, ids, mask, rollout.prompt_ids.shape[1])
+    valid = rollout.completion_mask.bool()
+    torch.testing.assert_close(rollout.sampling_logp[valid], own[valid].float(), atol=1e-3, rtol=0)
+    assert (rollout.sampling_logp[~valid] == 0).all()
 
 
 def test_a_bf16_copy_keeps_a_small_adapter_delta_that_merging_would_round_away(tiny):
@@ -150,3 +161,7 @@ def test_sampler_shares_weights_on_request_and_copies_on_cpu_by_default(tiny):
     auto = Sampler(policy.model, build_config(None, ["rollout.dtype=float32"]).rollout)
     shared = Sampler(policy.model, build_config(None, ["rollout.weights=shared"]).rollout)
     assert not auto.engine.shared and shared.engine.shared
+    own = {id(p) for p in policy.model.parameters()}
+    assert all(id(p) in own for p in shared.engine.model.parameters())  # decodes with the policy's tensors
+    assert not any(id(p) in own for p in auto.engine.model.parameters())  # a copy of its own, in float32
+    assert {p.dtype for p in auto.engine.model.parameters()} == {torch.float32}

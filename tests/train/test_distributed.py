@@ -48,6 +48,11 @@ def torchrun(nproc: int, overrides: list[str], run_dir: Path, record: Path, *ext
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
+def world_size_invariant(key: str) -> bool:
+    """A logged metric that one process and two must agree on: all but timings, memory and the world size."""
+    return not (key.endswith("_s") or key.startswith("memory/") or key in ("tokens_per_s", "world_size"))
+
+
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     final = run_dir / "final"
     adapter = final / "adapter_model.safetensors"
@@ -89,9 +94,10 @@ def test_two_processes_train_the_same_model_as_one(mode, tmp_path, monkeypatch):
     assert all(m["grad_norm"] > 0 and m["skipped_update"] == 0 for m in metrics)  # every step trained
     if "dapo" in mode:  # refill rounds ran, some of them too small to reach every rank
         assert any(m["sampling_rounds"] > 1 for m in metrics), [m["sampling_rounds"] for m in metrics]
-    for a, b in zip(read_metrics(tmp_path / "one"), metrics, strict=True):
-        for key in ("reward/mean", "reward/std", "learnable_fraction", "loss", "grad_norm", "groups_kept"):
-            assert a.get(key) == pytest.approx(b.get(key), abs=1e-5), key
+    for a, b in zip(read_metrics(tmp_path / "one"), metrics, strict=True):  # entropy, kl, ratio_mean, clip fractions...
+        assert sorted(filter(world_size_invariant, a)) == sorted(filter(world_size_invariant, b))
+        for key in filter(world_size_invariant, a):
+            assert a[key] == pytest.approx(b[key], abs=1e-5), key
 
     if "full" in mode:  # FSDP2: each rank held, and saved, its own half of every weight and of the AdamW state
         last = tmp_path / "two" / "checkpoint-000003"

@@ -21,11 +21,19 @@ def test_rloo_preset_advantages():
 
 
 def test_dual_clip_logged_in_training(tiny_config, tmp_path, one_thread):
-    # several updates per batch at a high learning rate push some ratios past c = 1.001
-    cfg = tiny_config("algorithm.preset=rloo", "algorithm.dual_clip=1.001", "algorithm.num_iterations=3",
-                      "algorithm.mini_batches=2", "train.learning_rate=0.05", "lora.enabled=false",
-                      "train.steps=3", f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]")
-    training_loop(cfg, tmp_path / "run")
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
-    assert len(rows) == 3 and all(0.0 <= r["clip_frac_dual"] <= 1.0 for r in rows)
-    assert any(r["clip_frac_dual"] > 0 for r in rows)
+    # several updates per batch at a high learning rate push some ratios past c = 1.001, never past 1000
+    rows = {}
+    for name, extra in {"off": [], "never binds": ["algorithm.dual_clip=1000"],
+                        "binds": ["algorithm.dual_clip=1.001"]}.items():
+        cfg = tiny_config("algorithm.preset=rloo", "algorithm.num_iterations=3", "algorithm.mini_batches=2",
+                          "train.learning_rate=0.05", "lora.enabled=false", "train.steps=3",
+                          f"rewards.functions=[{{name: '{HELPERS}:half_learnable'}}]", *extra)
+        training_loop(cfg, tmp_path / name)
+        rows[name] = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").open()]
+    assert all("clip_frac_dual" not in r for r in rows["off"])
+    assert [r["clip_frac_dual"] for r in rows["never binds"]] == [0.0, 0.0, 0.0]
+    assert [r["loss"] for r in rows["never binds"]] == [r["loss"] for r in rows["off"]]  # a cap that never binds
+    binds = [r["clip_frac_dual"] for r in rows["binds"]]
+    first = next(i for i, share in enumerate(binds) if share > 0)  # the steps before it trained as without it
+    assert [r["loss"] for r in rows["binds"][:first]] == [r["loss"] for r in rows["off"][:first]]
+    assert rows["binds"][first]["loss"] != rows["off"][first]["loss"]

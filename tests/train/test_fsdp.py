@@ -36,5 +36,14 @@ def test_an_unsharded_model_runs_its_function_directly(tiny):
     model, _ = tiny
     assert not fsdp.is_sharded(model)
     assert fsdp.sharded_forward(model, lambda m, x: (m, x), 3) == (model, 3)
+    ids = torch.tensor([[3, 1, 4, 1]])
+
+    def last_logits(m, x, *, scale):
+        return m(x).logits[:, -1] * scale
+
+    out = fsdp.sharded_forward(model, last_logits, ids, scale=2.0)
+    assert torch.equal(out, model(ids).logits[:, -1] * 2.0) and out.requires_grad  # arguments and graph kept
+    with torch.no_grad():
+        assert not fsdp.sharded_forward(model, last_logits, ids, scale=1.0).requires_grad
     value = torch.ones(2)
     assert full_tensor(value) is value

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from groupwise.train.health import HealthTokens, health_metrics
+from groupwise.train.health import HealthTokens, combined_health, health_metrics, health_parts
 from groupwise.train.loop import training_loop
 
 HELPERS = str(Path(__file__).with_name("reward_helpers.py"))
@@ -39,6 +39,16 @@ def test_health_tokens_leave_out_masked_positions():
     tokens.add(mask, torch.cat([TRAIN.view(2, 2), big], 1), torch.cat([SAMPLER.view(2, 2), -big], 1),
                torch.cat([REF.view(2, 2), big], 1))
     assert tokens.metrics("k3", 2.0) == health_metrics(TRAIN, SAMPLER, REF)
+
+
+def test_shares_of_the_tokens_combine_into_the_metrics_of_all_of_them():  # what two ranks log
+    shares = [health_parts(TRAIN[:1], SAMPLER[:1], REF[:1], "k3", 2.0),
+              health_parts(TRAIN[1:], SAMPLER[1:], REF[1:], "k3", 2.0),
+              health_parts(torch.zeros(0), torch.zeros(0), None, "k3", 2.0)]  # a rank without tokens this step
+    assert shares[0] == {"tokens": 1, "sampler_gap_max": 0.0, "gap_sum": 0.0, "capped": 0.0,
+                         "kl_max": pytest.approx(2 - LN2 - 1), "ref_log_ratio_max": pytest.approx(LN2)}
+    assert combined_health(shares) == pytest.approx(health_metrics(TRAIN, SAMPLER, REF))
+    assert combined_health(shares[2:]) == {}
 
 
 def _rows(run: Path) -> list[dict]:

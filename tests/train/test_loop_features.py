@@ -25,8 +25,15 @@ def test_every_preset_trains(preset, tiny_config, tmp_path):
     cfg = tiny_config(f"algorithm.preset={preset}", "rollout.max_new_tokens=9")
     training_loop(cfg, tmp_path / "run")
     rows = _metrics(tmp_path / "run")
-    assert len(rows) == 2 and all(r["loss"] is not None for r in rows)
-    assert cfg.algorithm.loss == PRESETS[preset]["loss"]
+    chosen = PRESETS[preset]
+    assert len(rows) == 2 and cfg.algorithm.loss == chosen["loss"]
+    for row in rows:
+        assert (row["ratio_mean"], row["clip_frac_low"], row["clip_frac_high"]) == (1.0, 0.0, 0.0)  # on-policy
+        assert ("kl_max" in row) == (chosen["beta"] > 0) and ("sampling_rounds" in row) == chosen["dynamic_sampling"]
+        assert ("reward/soft_overlong/mean" in row) == chosen["soft_overlong"]
+        # no gradient exactly when nothing is learnable and no KL term pulls: every advantage is 0
+        assert (row["grad_norm"] == 0.0) == (row["learnable_fraction"] == 0.0 and chosen["beta"] == 0)
+    assert rows[0]["kl"] == 0.0  # the adapter starts at zero: step 1's policy is the reference
 
 
 def test_dynamic_sampling_keeps_only_groups_with_varied_rewards(tiny_config, tmp_path):

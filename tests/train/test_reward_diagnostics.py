@@ -26,6 +26,8 @@ def test_diagnostics_survive_dynamic_sampling(tiny_config, one_thread, tmp_path)
     cfg = tiny_config("algorithm.dynamic_sampling=true", "algorithm.max_sampling_rounds=12",
                       f"rewards.functions=[{{name: '{HELPERS}:flagged'}}]", "rollout.max_new_tokens=4")
     training_loop(cfg, tmp_path / "run")
-    for row in _metrics(tmp_path / "run"):
-        assert 0.0 <= row["reward/flagged/tests_not_run"] <= 1.0
-        assert 0.0 <= row["reward/flagged/limit_hit"] <= 1.0
+    rows = _metrics(tmp_path / "run")
+    assert any(row["sampling_rounds"] > 1 for row in rows)  # refill rounds ran and were scored too
+    for row in rows:  # every group carries the same pattern, so any set of whole groups gives the same shares
+        assert row["reward/flagged/tests_not_run"] == 0.5
+        assert row["reward/flagged/limit_hit"] == pytest.approx(1 / 3)
