@@ -39,3 +39,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class ScriptedEngine:
+    """A `RolloutEngine` that answers from a script instead of a model: `reply(context, sample)` gives each row's
+    text (context: the decoded prompt so far); its tokens, then EOS, cut at max_new_tokens; log-prob -0.5 each."""
+
+    def __init__(self, tokenizer, reply) -> None:
+        self.tokenizer, self.reply = tokenizer, reply
+
+    def load_weights(self, policy) -> None:
+        """Nothing to load: the script is the policy."""
+
+    def generate(self, prompt_ids, params):
+        from groupwise.rollout.completions import completions_from_tokens, pad_columns
+
+        rows = []
+        for ids in prompt_ids:
+            context = self.tokenizer.decode(ids)
+            for sample in range(params.group_size):
+                tokens = self.tokenizer(self.reply(context, sample), add_special_tokens=False).input_ids
+                rows.append(torch.tensor((tokens + [params.eos_id])[: params.max_new_tokens])[None])
+        width = max(row.shape[1] for row in rows)
+        tokens = torch.cat([pad_columns(row, width, params.pad_id, False) for row in rows])
+        return completions_from_tokens(tokens, torch.full(tokens.shape, -0.5), params.eos_id, params.pad_id)
+
+
+@pytest.fixture
+def scripted_engine():
+    return ScriptedEngine

@@ -4,9 +4,11 @@ import zlib
 
 
 def half_learnable(prompts, completions, completion_ids=None, expression=None, **_):
-    """Prompts whose first operand is even get a 0/1 reward that varies with the completion; odd ones always 0."""
+    """Prompts whose first operand is even get a 0/1 reward that varies with the completion; odd ones always 0.
+    A completion of an episode (a list of messages, as TRL passes it) is read as its last message."""
     out = []
-    for text, expr in zip(completions, expression, strict=True):
+    for completion, expr in zip(completions, expression, strict=True):
+        text = completion if isinstance(completion, str) else completion[-1]["content"]
         even = int(expr.split()[0]) % 2 == 0
         out.append(float(zlib.crc32(text.encode()) % 2) if even else 0.0)
     return out

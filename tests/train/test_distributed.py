@@ -37,6 +37,10 @@ MODES = {
                   "algorithm.overlong_cache=4", "data.difficulty_filter={visits: 1}", "train.learning_rate=0.001"],
     # full fine-tuning (FSDP2), GRPO with beta 0.04: the reference model is sharded too
     "grpo-full": ["lora.enabled=false", "train.learning_rate=0.001"],
+    # two-turn episodes (a step-style environment, its reward a column), with dynamic sampling and an evaluation
+    "episodes-lora": ["environment.path=tests/environments/env_helpers.py:TwoTurns", "rollout.max_new_tokens=4",
+                      "algorithm.dynamic_sampling=true", "eval.before_after=true", "eval.num_problems=3",
+                      "eval.samples=2", "eval.batch_size=3"],
 }
 
 
@@ -92,6 +96,8 @@ def test_two_processes_train_the_same_model_as_one(mode, tmp_path, monkeypatch):
     metrics = read_metrics(tmp_path / "two")
     assert [m["step"] for m in metrics] == [1, 2, 3] and {m["world_size"] for m in metrics} == {2}
     assert all(m["grad_norm"] > 0 and m["skipped_update"] == 0 for m in metrics)  # every step trained
+    if "episodes" in mode:  # every episode ran its two turns, on either world size
+        assert [m["env/turns_mean"] for m in metrics] == [2.0] * 3 and "messages" in samples(tmp_path / "two")[0]
     if "dapo" in mode:  # refill rounds ran, some of them too small to reach every rank
         assert any(m["sampling_rounds"] > 1 for m in metrics), [m["sampling_rounds"] for m in metrics]
     for a, b in zip(read_metrics(tmp_path / "one"), metrics, strict=True):  # entropy, kl, ratio_mean, clip fractions...

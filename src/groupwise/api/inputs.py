@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from groupwise.config.schema import Config, RewardSpec
+from groupwise.environments.registry import give_environment
 from groupwise.errors import GroupwiseError
 from groupwise.rewards.compute import RewardFunction, build_reward_functions
 
@@ -180,3 +181,23 @@ def prepare_model(model: Any, tokenizer: Any, cfg: Config) -> tuple[Any, Any]:
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(training_attention(cfg.model.attention, device, cfg.rollout.max_new_tokens))
     return model, tokenizer
+
+
+# ---- environments -----------------------------------------------------------------------------------------
+
+
+def environment_overrides(environment: Any) -> list[str]:
+    """The `environment` section for groupwise.train(environment=...): a class (TRL's environment_factory; recorded
+    by its `module:Class` reference, and found in this process even where no import reaches it), a built-in name,
+    or 'file.py:Class' / 'module:Class'."""
+    if isinstance(environment, str):
+        key = "path" if ":" in environment else "name"
+    elif inspect.isclass(environment):
+        key, reference = "path", callable_reference(environment)
+        give_environment(reference, environment)
+        environment = reference
+    else:
+        raise GroupwiseError(f"environment= is a {type(environment).__name__}",
+                             "pass a class (as TRL's environment_factory), a built-in name or 'file.py:Class'")
+    other = "name" if key == "path" else "path"
+    return [f"environment.{key}={json.dumps(environment)}", f"environment.{other}=null"]

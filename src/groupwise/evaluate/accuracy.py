@@ -9,9 +9,8 @@ import torch
 
 from groupwise.algorithms import success_threshold
 from groupwise.config.schema import Config
-from groupwise.evaluate.problem_samples import generate_and_score
+from groupwise.evaluate.problem_samples import episode_sampler, generate_and_score
 from groupwise.rewards.compute import RewardFunction
-from groupwise.rollout.sampler import as_sampler
 from groupwise.runtime.distributed import all_gather_objects, on_every_rank, shard
 
 
@@ -21,7 +20,7 @@ def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], texts: list[str]
     Under torchrun each rank evaluates its share of the rows and the counts are gathered: the same result."""
     samples = cfg.eval.samples if samples is None else samples
     mine = shard(len(rows))
-    share = on_every_rank(_score_share, as_sampler(model, cfg.rollout), tokenizer, rows[mine.start:mine.stop],
+    share = on_every_rank(_score_share, episode_sampler(model, cfg), tokenizer, rows[mine.start:mine.stop],
                           texts[mine.start:mine.stop], rewards, cfg, samples, progress)
     parts = all_gather_objects(share)  # distributed: every rank's share, in rank order
     greedy_hits, sampled_total = sum(p[0] for p in parts), [v for p in parts for v in p[2]]

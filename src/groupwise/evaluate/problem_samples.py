@@ -11,9 +11,10 @@ import torch
 from groupwise.algorithms import success_threshold
 from groupwise.config.schema import Config
 from groupwise.data.prompts import prompt_key
+from groupwise.environments.registry import configured_environment
 from groupwise.rewards.compute import RewardFunction
 from groupwise.rewards.rollout_scores import score_rollout
-from groupwise.rollout.sampler import as_sampler
+from groupwise.rollout.sampler import Sampler, as_sampler
 from groupwise.rollout.streams import mix_key
 
 Row = dict[str, Any]
@@ -29,14 +30,19 @@ def problems_per_chunk(cfg: Config, samples: int) -> int:
     return max(1, cfg.eval.batch_size // max(samples, 1))
 
 
+def episode_sampler(model, cfg: Config) -> Sampler:
+    """A sampler over `model` (kept when it is one), running the config's environment's episodes if it has one."""
+    return as_sampler(model, cfg.rollout, configured_environment(cfg))
+
+
 def generate_and_score(model, tokenizer, rows: list[Row], texts: list[str], rewards: list[RewardFunction],
                        cfg: Config, *, group: int, greedy: bool, temperature: float, top_p: float):
     """Generate `group` completions per prompt and score them with every reward function. A problem's samples
     come from streams keyed by its prompt and train.seed: the same wherever it lands in a batch or on a rank."""
-    sampler = as_sampler(model, cfg.rollout)
+    sampler = episode_sampler(model, cfg)
     keys = [mix_key(cfg.train.seed, int(prompt_key(row), 16)) for row in rows]
     rollout = sampler(tokenizer, texts, group_size=group, greedy=greedy, temperature=temperature, top_p=top_p,
-                      keys=keys)
+                      keys=keys, rows=rows)
     return rollout, score_rollout(rollout, rows, texts, rewards, cfg, shaping=False)
 
 

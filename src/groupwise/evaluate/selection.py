@@ -15,8 +15,7 @@ from typing import Any
 
 from groupwise.data.prompts import prompt_key
 from groupwise.errors import GroupwiseError
-from groupwise.evaluate.problem_samples import chunks, problems_per_chunk, sample_problems
-from groupwise.rollout.sampler import as_sampler
+from groupwise.evaluate.problem_samples import chunks, episode_sampler, problems_per_chunk, sample_problems
 
 Row = dict[str, Any]
 STRATEGIES = ("hardest", "easiest", "middle", "random", "learnable")
@@ -151,7 +150,7 @@ def estimate_pass_rates(load_model, rows: list[Row], cfg, rewards, *, model_name
     todo = missing_rows(rows, cache, model_name, samples)
     if todo:
         model, tokenizer, render = load_model()
-        model = as_sampler(model, cfg.rollout)
+        model = episode_sampler(model, cfg)
         for chunk in chunks(todo, problems_per_chunk(cfg, samples)):
             chunk_rows = [rows[i] for i in chunk]
             scored = sample_problems(model, tokenizer, chunk_rows, render(chunk_rows), rewards, cfg,

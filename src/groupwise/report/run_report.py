@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from groupwise.errors import GroupwiseError
+from groupwise.report.episodes import episodes_html
 from groupwise.runtime.jsonl import read_jsonl
 from groupwise.train.metrics import read_metrics
 
@@ -59,6 +60,8 @@ PANELS = [
     Panel("heldout", "Held-out greedy accuracy", _exact("eval/greedy_accuracy")),
     Panel("difficulty", "Prompts skipped by the difficulty filter", _exact("difficulty/skipped")),
     Panel("code_tests", "Code samples that ended before their tests ran, or hit a sandbox limit", _gaming_keys),
+    Panel("environment", "Episodes: turns and tool calls per episode, bad tool calls, truncated share",
+          _exact("env/turns_mean", "env/tool_calls_mean", "env/tool_errors", "env/truncated_frac")),
 ]
 
 
@@ -175,7 +178,8 @@ STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100p
 .plots img{width:520px;border:1px solid #ddd}
 pre{background:#f6f6f6;padding:8px;white-space:pre-wrap;overflow-x:auto}
 .group{border-left:3px solid #88a;padding-left:10px;margin-bottom:1em}.reward{color:#555;font-size:90%}
-table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px}"""
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px}
+.turn{margin-left:1em}.turn.assistant pre{background:#eef4ff}.turn.tool pre{background:#f3f3e6}"""
 
 # Marks <body data-images-loaded="N"> once every image has decoded (naturalWidth > 0): a check for tests.
 LOADED_SCRIPT = """window.addEventListener('load', function () {
@@ -195,6 +199,8 @@ def render_html(run_dir: Path, plots: list[tuple[Panel, Path]], metrics: list[Re
     figures = "".join(f"<figure><img alt='{_esc(p.title)}' src='{data_uri(path)}'></figure>"
                       for p, path in plots)
     last = metrics[-1]["step"] if metrics else 0
+    samples = read_jsonl(run_dir / "samples.jsonl")
+    episodes = episodes_html(samples)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>groupwise report: {_esc(run_dir.name)}</title>
 <style>{STYLE}</style></head>
@@ -203,7 +209,8 @@ def render_html(run_dir: Path, plots: list[tuple[Panel, Path]], metrics: list[Re
 <p>{len(metrics)} logged steps (last step {last}).</p>
 {_summary_html(run_dir)}
 <h2>Metrics</h2><div class="plots">{figures}</div>
-<h2>Sample completions</h2>{_samples_html(read_jsonl(run_dir / "samples.jsonl"))}
+<h2>Sample completions</h2>{_samples_html(samples)}
+{f"<h2>Episodes (one per step)</h2>{episodes}" if episodes else ""}
 <h2>Config</h2><pre>{_esc(config.read_text()) if config.is_file() else 'no config.yaml'}</pre>
 <script>{LOADED_SCRIPT}</script>
 </body></html>

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from groupwise.rollout.episodes.log import EpisodeLog
+
 STOP, LENGTH = "stop", "length"  # finish reasons: ended with EOS, or ran into max_new_tokens
 
 
@@ -49,12 +51,20 @@ class Rollout:
     completion_mask: Tensor  # [N, C] 1 for real tokens (EOS included)
     sampling_logp: Tensor  # [N, C] log-probs under the sampling distribution (after temperature/top-p)
     ended_with_eos: Tensor  # [N] bool; False means truncated at max_new_tokens
-    completions: list[str]  # decoded, special tokens skipped
+    completions: list[str]  # decoded, special tokens skipped (an episode: its last assistant turn)
     group_size: int
+    loss_mask: Tensor | None = None  # [N, C] 1 where the loss applies; None: completion_mask (an episode: its
+    # assistant tokens, while the environment's are attended but not trained)
+    episodes: EpisodeLog | None = None  # multi-turn rollouts: each row's conversation, environment and counts
 
     @property
     def lengths(self) -> Tensor:
         return self.completion_mask.sum(-1)
+
+    @property
+    def trained_mask(self) -> Tensor:
+        """[N, C] the tokens the loss, KL, entropy and length normaliser see: the sampled ones."""
+        return self.completion_mask if self.loss_mask is None else self.loss_mask
 
 
 def completion_mask_and_eos(completion: Tensor, eos_id: int) -> tuple[Tensor, Tensor]:
@@ -96,7 +106,9 @@ def select_groups(rollout: Rollout, groups: list[int]) -> Rollout:
     rows = torch.tensor([p * g + i for p in groups for i in range(g)], dtype=torch.long)
     return Rollout(rollout.prompt_ids[rows], rollout.prompt_mask[rows], rollout.completion_ids[rows],
                    rollout.completion_mask[rows], rollout.sampling_logp[rows], rollout.ended_with_eos[rows],
-                   [rollout.completions[i] for i in rows.tolist()], g)
+                   [rollout.completions[i] for i in rows.tolist()], g,
+                   None if rollout.loss_mask is None else rollout.loss_mask[rows],
+                   None if rollout.episodes is None else rollout.episodes.select(rows.tolist()))
 
 
 def concat_rollouts(rollouts: list[Rollout], pad_id: int) -> Rollout:
@@ -112,4 +124,7 @@ def concat_rollouts(rollouts: list[Rollout], pad_id: int) -> Rollout:
         torch.cat([r.ended_with_eos for r in rollouts]),
         [c for r in rollouts for c in r.completions],
         rollouts[0].group_size,
+        None if all(r.loss_mask is None for r in rollouts) else torch.cat(
+            [pad_columns(r.trained_mask, width_c, 0, False) for r in rollouts]),
+        EpisodeLog.concat([r.episodes for r in rollouts]) if all(r.episodes is not None for r in rollouts) else None,
     )

@@ -86,11 +86,17 @@ def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, sched
 
 
 def completion_loss_mask(rollout: Rollout, overlong_filter: bool) -> Tensor:
-    """Tokens the loss sees [N, C]; DAPO's overlong filtering drops every token of a truncated completion."""
-    mask = rollout.completion_mask.clone()
+    """Tokens the loss sees [N, C]: the sampled ones (an episode's environment tokens are attended, not trained);
+    DAPO's overlong filtering drops every token of a truncated completion."""
+    mask = rollout.trained_mask.clone()
     if overlong_filter:
         mask[~rollout.ended_with_eos] = 0
     return mask
+
+
+def completion_budget(cfg: Config) -> int:
+    """The most tokens one completion can hold (Dr. GRPO's length normaliser): an episode's, or one turn's."""
+    return cfg.rollout.max_episode_tokens if cfg.environment.enabled else cfg.rollout.max_new_tokens
 
 
 def collect_batch(policy: Policy, tokenizer, cfg: Config, rewards: list[RewardFunction],
@@ -132,7 +138,7 @@ def rollout_and_score(policy: Policy, tokenizer, cfg: Config, rewards: list[Rewa
                       texts: list[str], timings: dict[str, float], keys: list[int] | None = None) -> Batch:
     tick = time.perf_counter()
     r = cfg.rollout
-    rollout = policy.sample(tokenizer, texts, r, keys)
+    rollout = policy.sample(tokenizer, texts, r, keys, rows)
     timings["generate_s"] += time.perf_counter() - tick
     tick = time.perf_counter()
     scores = score_rollout(rollout, rows, texts, rewards, cfg)
@@ -274,7 +280,7 @@ def one_optimizer_step(policy: Policy, optimizer: torch.optim.Optimizer, rollout
                                                       level=a.importance_sampling, mode=a.is_mode, cap=a.is_cap)
         loss, stats = policy_loss(logp, old, advantages[mb.rows].to(device), mask, kind=a.loss,
                                   eps_low=a.eps_low, eps_high=a.eps_high, agg=a.agg,
-                                  max_tokens=cfg.rollout.max_new_tokens, ref_logp=ref, beta=a.beta,
+                                  max_tokens=completion_budget(cfg), ref_logp=ref, beta=a.beta,
                                   kl_estimator=a.kl_estimator, is_weights=is_weights, dual_clip=a.dual_clip)
         share = agg_count(a.agg, mb.completion_mask) / max(batch_count, 1)
         token_share = agg_count("token-mean", mb.completion_mask) / max(batch_tokens, 1)
@@ -321,6 +327,8 @@ def step_metrics(batch: Batch, update: dict[str, float], timings: dict[str, floa
     metrics |= {k: round(v, 3) for k, v in timings.items()}
     metrics["tokens_per_s"] = float(lengths.sum()) / max(timings.get("generate_s", 0.0), 1e-9)
     metrics |= batch.sampling
+    if r.episodes is not None:  # env/turns_mean, env/tool_calls_mean, env/tool_errors, env/truncated_frac
+        metrics |= r.episodes.metrics(r.ended_with_eos)
     for name, count in scores.errors.items():
         metrics[f"reward/{name}/errors"] = count
     for key, column in scores.diagnostics.items():  # e.g. reward/code_tests/tests_not_run: share of scored samples
