@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,12 +59,26 @@ def assert_same_decoding(run: Path, out: Path) -> None:
     assert torch.allclose(logits_a, logits_b, atol=1e-4)
 
 
-def test_cli_export_merge_writes_a_plain_model_that_decodes_like_the_run(lora_run, tmp_path):
+@pytest.fixture
+def umask_022():
+    """The usual umask while a test writes files (the export gives every file its default mode: 0644 here)."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def file_modes(folder: Path) -> dict[str, int]:
+    """Permission bits of every file under `folder`."""
+    return {str(p.relative_to(folder)): p.stat().st_mode & 0o777 for p in folder.rglob("*") if p.is_file()}
+
+
+def test_cli_export_merge_writes_a_plain_model_that_decodes_like_the_run(lora_run, tmp_path, umask_022):
     out = tmp_path / "merged"
     done = subprocess.run(CLI + ["export", str(lora_run), "--out", str(out), "--merge"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
+    assert file_modes(out) == {p.name: 0o644 for p in out.iterdir()}  # model.safetensors too (issue 28)
     assert_same_decoding(lora_run, out)
     base, tokenizer = build_tiny_random(seed=0)
     merged = AutoModelForCausalLM.from_pretrained(str(out))
@@ -71,9 +86,10 @@ def test_cli_export_merge_writes_a_plain_model_that_decodes_like_the_run(lora_ru
         "training changed nothing: the comparison would prove nothing"
 
 
-def test_export_without_merge_writes_the_adapter_and_a_loadable_base(lora_run, tmp_path):
+def test_export_without_merge_writes_the_adapter_and_a_loadable_base(lora_run, tmp_path, umask_022):
     out = export_run(lora_run, tmp_path / "adapter")
     assert (out / "adapter_config.json").is_file() and (out / BASE_FOLDER / "config.json").is_file()
+    assert set(file_modes(out).values()) == {0o644}  # the adapter's and its base model's files
     assert_same_decoding(lora_run, out)
 
 

@@ -23,3 +23,23 @@ def test_quiet_by_default_verbose_shows_library_warnings(tmp_path):
     assert "Timeout is disabled" in loud.stderr
     for noise in ("Timeout is disabled", "Warning", "Loading weights"):
         assert noise not in quiet.stderr + quiet.stdout, quiet.stderr
+
+
+def test_output_that_is_not_a_terminal_keeps_long_lines_and_table_titles_whole():
+    import io
+
+    from rich.table import Table
+
+    from groupwise.runtime.progress import output_console
+
+    console = output_console()  # under pytest stdout is not a terminal, as in a log file or a pipe
+    console.file = out = io.StringIO()
+    title = "held-out evaluation (200 problems, 16 samples each; correct: reward >= 1.0) with a long name"
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_row("pass@1")
+    console.print(table)
+    warning = "warning: " + "a long explanation of what went wrong and how to fix it " * 3
+    console.print(warning)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == title and warning in lines  # neither wrapped at 80 columns

@@ -127,14 +127,20 @@ def test_effective_micro_batch_is_the_largest_divisor_not_above_the_wish(wanted,
     assert effective_micro_batch(wanted, completions) == effective
 
 
-def test_micro_batch_larger_than_the_batch_is_lowered_with_a_note():
-    cfg = build_config(None, ["rollout.prompts_per_step=2", "rollout.group_size=4"])
+def test_micro_batch_larger_than_the_batch_is_lowered_with_a_note_when_the_user_set_it(tmp_path):
+    quiet = build_config(None, ["rollout.prompts_per_step=2", "rollout.group_size=4"])  # the default job's 16
+    assert quiet.train.micro_batch_size == 8 and quiet.notes == []
+    cfg = build_config(None, ["rollout.prompts_per_step=2", "rollout.group_size=4", "train.micro_batch_size=16"])
     assert cfg.train.micro_batch_size == 8
     assert cfg.notes == ["train.micro_batch_size 16 -> 8: the largest that divides the 8 completions per step"]
+    file = write(tmp_path / "job.yaml", "rollout: {prompts_per_step: 2, group_size: 4}\n"
+                                        "train: {micro_batch_size: 16}\n")
+    assert build_config(file).notes == cfg.notes  # written in the user's own file
+    assert build_config(write(tmp_path / "plain.yaml", "rollout: {prompts_per_step: 2}\n")).notes == []
     assert Config.model_validate(cfg.model_dump()).notes == []  # the saved value is already the effective one
     mini = build_config(None, ["algorithm.mini_batches=4"])  # 64 completions, 16 per mini-batch
     assert mini.train.micro_batch_size == 16 and mini.notes == []
-    mini = build_config(None, ["algorithm.mini_batches=8"])
+    mini = build_config(None, ["algorithm.mini_batches=8", "train.micro_batch_size=16"])
     assert mini.train.micro_batch_size == 8 and "of a mini-batch" in mini.notes[0]
 
 
@@ -144,10 +150,12 @@ def test_train_prints_the_micro_batch_note_once(tmp_path):
     from groupwise.cli.main import app
 
     result = CliRunner().invoke(app, ["config", "--set", "rollout.prompts_per_step=3", "--set",
-                                      "rollout.group_size=2"])
+                                      "rollout.group_size=2", "--set", "train.micro_batch_size=16"])
     assert result.exit_code == 0
     assert result.stderr.count("note: train.micro_batch_size 16 -> 6") == 1
     assert "micro_batch_size: 6" in result.stdout
+    unset = CliRunner().invoke(app, ["config", "--set", "rollout.prompts_per_step=3", "--set", "rollout.group_size=2"])
+    assert unset.exit_code == 0 and unset.stderr == "" and "micro_batch_size: 6" in unset.stdout
 
 
 def test_the_config_error_hint_points_at_the_reference():

@@ -56,3 +56,26 @@ def test_plain_prompts_are_unchanged(tokenizer) -> None:
     assert render_prompt({"prompt": "2+2?"}, tokenizer, chat_template=False, system_prompt="Sys") == "Sys\n\n2+2?\n"
     with pytest.raises(GroupwiseError, match="cannot be filled"):
         build_messages({"prompt": "x"}, "{question}", None)
+
+
+SMOLLM2_LIKE = (  # SmolLM2's template adds this system turn when the conversation has none
+    "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\nYou are SmolLM."
+    "<|im_end|>\n{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_the_template_default_system_prompt_is_found_and_noted_only_when_the_user_wrote_none() -> None:
+    from groupwise.config.schema import DataConfig
+    from groupwise.data.prompts import default_system_prompt, template_system_note
+    from groupwise.models.tiny import build_tiny_tokenizer
+
+    plain, smol = build_tiny_tokenizer(), build_tiny_tokenizer()
+    smol.chat_template = SMOLLM2_LIKE
+    assert default_system_prompt(smol) == "You are SmolLM." and default_system_prompt(plain) is None
+    rows = [{"prompt": "What is 2 + 2?"}]
+    assert template_system_note(rows, smol, DataConfig()).startswith(
+        "the chat template adds its default system prompt 'You are SmolLM.' to prompts without one; ")
+    assert template_system_note(rows, plain, DataConfig()) is None
+    assert template_system_note(rows, smol, DataConfig(system_prompt="Be brief.")) is None
+    assert template_system_note([{"prompt": "q", "system": "Mine."}], smol, DataConfig()) is None
+    assert template_system_note(rows, smol, DataConfig(chat_template=False)) is None

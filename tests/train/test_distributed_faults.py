@@ -93,7 +93,7 @@ def test_sigterm_to_a_bare_torchrun_stops_both_ranks_after_one_step_with_one_che
     assert "SignalException" in text
     stopped = re.findall(r"interrupted at step (\d+)", text)
     steps = [m["step"] for m in read_metrics(run)]
-    assert len(stopped) == 2 and {int(s) for s in stopped} == {steps[-1]}, text[-3000:]  # both, same step
+    assert stopped == [str(steps[-1])], text[-3000:]  # rank 0's line, at the step every rank stopped after
     assert steps == list(range(1, len(steps) + 1)) and len(steps) < 60
     assert [step for step, _ in list_checkpoints(run)] == [steps[-1]]  # one checkpoint, at that step
 

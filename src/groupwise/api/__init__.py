@@ -26,6 +26,7 @@ from groupwise.config.load import build_config, config_from_mapping, dump_config
 from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
 from groupwise.rewards.compute import RewardFunction
+from groupwise.runtime.quiet import library_warnings_hidden
 
 ConfigLike = Config | dict[str, Any] | str | Path | None
 StepCallback = Callable[[int, dict[str, Any]], Any]
@@ -57,6 +58,7 @@ def resolve_config(config: ConfigLike = None, overrides: Sequence[str] = ()) -> 
                          "pass None, a YAML path, a dict of sections or a groupwise.Config")
 
 
+@library_warnings_hidden()  # as the CLI hides them: transformers' deprecations are not the user's
 def train(config: ConfigLike = None, overrides: Sequence[str] = (), *, dataset: Any = None, heldout: Any = None,
           rewards: Sequence[RewardItem] | None = None, reward_weights: Sequence[float] | None = None,
           model: Any = None, tokenizer: Any = None, run_dir: str | Path | None = None,
@@ -135,6 +137,7 @@ def run_training(cfg: Config, folder: Path, *, resume: bool, created: bool = Fal
         raise
 
 
+@library_warnings_hidden()
 def evaluate(model: Any, dataset: Any = None, *, rewards: Sequence[RewardItem] | None = None,
              reward_weights: Sequence[float] | None = None, tokenizer: Any = None, config: ConfigLike = None,
              overrides: Sequence[str] = (), samples: int | None = None, k: Sequence[int] | None = None,
@@ -180,6 +183,7 @@ def evaluate(model: Any, dataset: Any = None, *, rewards: Sequence[RewardItem] |
     return result["summary"]
 
 
+@library_warnings_hidden()
 def select(dataset: Any = None, *, out: str | Path, keep: str = "hardest:0.1", samples: int = 8,
            model: str | None = None, config: ConfigLike = None, overrides: Sequence[str] = (),
            difficulty: str | Path | None = None, seed: int = 0, console: Any = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The `select` and `report` commands, registered on the main typer app (imports stay lazy: fast --help)."""
+"""The `select`, `report`, `compare` and `data check` commands, registered on the main typer app (imports stay
+lazy: fast --help)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from rich.console import Console
 
 from groupwise.cli.errors import one_line_errors
 from groupwise.cli.quiet import VERBOSE_HELP, quiet_third_party
+from groupwise.runtime.progress import output_console
 
 SET_HELP = "Override one config value: section.key=value (repeatable)."
 
 
 def register_commands(app: typer.Typer, console: Console) -> None:
-    """Add `groupwise select`, `groupwise report` and `groupwise compare` to `app`."""
+    """Add `groupwise select`, `groupwise report`, `groupwise compare` and `groupwise data check` to `app`."""
+    register_data_commands(app, console)
 
     @app.command("select")
     @one_line_errors
@@ -43,7 +46,7 @@ def register_commands(app: typer.Typer, console: Console) -> None:
 
         result = run_select(data, keep, out, samples=samples, model=model, config=config,
                             overrides=list(set_ or []), difficulty=difficulty, seed=seed, console=console)
-        show = Console()
+        show = output_console()
         show.print(f"pass rates of {result['rows']} examples ({samples} samples each; "
                    f"{result['generated']} newly estimated, cache: {result['difficulty_file']}):")
         show.print(format_histogram(result["histogram"]), markup=False, highlight=False)
@@ -66,7 +69,7 @@ def register_commands(app: typer.Typer, console: Console) -> None:
         from groupwise.report.run_report import build_report
 
         page = build_report(run_dir, out)
-        Console().print(f"report: {page}")
+        output_console().print(f"report: {page}")
 
     @app.command("compare")
     @one_line_errors
@@ -98,6 +101,33 @@ def register_commands(app: typer.Typer, console: Console) -> None:
             console.print(f"interrupted; rerun `groupwise compare {experiment} --out {out}` to resume",
                           markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
-        Console().print(f"{done['ran']} cells run now; results: {done['results']}; report: {done['report']}; "
+        output_console().print(f"{done['ran']} cells run now; results: {done['results']}; report: {done['report']}; "
                         f"Markdown table: {done['table']}",
                         markup=False, highlight=False, soft_wrap=True)
+
+
+def register_data_commands(app: typer.Typer, console: Console) -> None:
+    """`groupwise data check`: the data as a run will use it."""
+    data = typer.Typer(no_args_is_help=True, help="Look at the data as a run will use it.")
+    app.add_typer(data, name="data")
+
+    @data.command("check")
+    @one_line_errors
+    def check(
+        config: Annotated[Path | None, typer.Argument(help="YAML config; omitted: the embedded default job.")] = None,
+        set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
+        rows: Annotated[int, typer.Option("--rows", min=1, help="Rows to show.")] = 3,
+        verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
+    ) -> None:
+        """The first rows as the model sees them, the gold each reward reads, the parsed tests; reference
+        solutions (MBPP's code, HumanEval's canonical_solution) scored by the configured rewards."""
+        quiet_third_party(verbose)
+        from groupwise.config.load import build_config
+        from groupwise.evaluate.data_check import check_data, format_check
+
+        cfg = build_config(config, list(set_ or []))
+        result = check_data(cfg, rows)
+        print("\n".join(format_check(result, cfg.data.path or f"the built-in task {cfg.data.task}")))
+        for kind, messages in (("note", result.notes), ("warning", result.warnings)):
+            for message in messages:
+                console.print(f"{kind}: {message}", markup=False, highlight=False)

@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from groupwise.cli.commands import register_commands
 from groupwise.cli.errors import one_line_errors
 from groupwise.cli.quiet import VERBOSE_HELP, quiet_third_party
 from groupwise.config.load import build_config
+from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
+from groupwise.runtime.progress import output_console
 from groupwise.train.run_dir import prepare_run_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="GRPO post-training with verifiable rewards.")
-console = Console(stderr=True)
+console = output_console(stderr=True)
 
 SET_HELP = "Override one config value: section.key=value (repeatable), e.g. --set train.steps=10."
 ConfigArg = Annotated[Path | None, typer.Argument(help="YAML config; omitted: the embedded default job.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)]
 VerboseOption = Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)]
+
+
+@dataclass
+class Job:
+    """What `groupwise train` runs: the config, the run folder (None: a new one, named by rank 0), and whether it
+    continues that folder."""
+
+    cfg: Config
+    folder: Path | None
+    resume: bool
 
 
 @app.command("train")
@@ -41,41 +53,91 @@ def train_command(
                                                 "intact checkpoint with its config.yaml (--set only for "
                                                 "train.steps/save_every/keep_checkpoints/max_nonfinite/"
                                                 "threads, model.device, log.progress/tensorboard).")] = None,
+    resume_if_exists: Annotated[bool, typer.Option(
+        "--resume-if-exists", help="Continue --run-dir from its newest intact checkpoint when it holds this "
+        "job already, else start it: the same command can be resubmitted (SLURM, docs/distributed.md).")] = False,
     verbose: VerboseOption = False,
     nproc: Annotated[int | None, typer.Option("--nproc", min=1, help="Start N processes on this machine with "
                                               "torchrun (docs/distributed.md).")] = None,
 ) -> None:
     """Train with GRPO (or a variant) and write a run folder."""
-    from groupwise.runtime.distributed import run_on_main
+    from groupwise.runtime.distributed import launched_by_torchrun, run_on_main
+    from groupwise.train.run_dir import check_run_dir
 
     start_command(verbose, nproc)  # under torchrun: one of several processes; rank 0 prepares the run folder
     set_ = set_ or []
     if resume is None and run_dir is not None and restarted_by_torchrun() and (run_dir / "config.yaml").is_file():
         # torchrun --max-restarts reran this command after a worker died: continue from the newest checkpoint
         return print_summary(run_and_report(resume_config_of(run_dir), run_dir, resume=True))
-    if resume is not None:
-        return resume_training(resume, set_, extra=config or run_dir or overwrite or preflight)
-    cfg = build_config(config, set_)
-    print_notes(cfg)
+    if resume is not None and (config or run_dir or overwrite or preflight or resume_if_exists):
+        raise GroupwiseError("--resume continues a run with the config saved in its folder",
+                             "drop the config file, --run-dir, --overwrite, --preflight and --resume-if-exists")
+    job = plan_training(config, set_, run_dir, resume, resume_if_exists)
+    rewards = None  # under torchrun each rank builds its own, in the loop
+    if not launched_by_torchrun():  # one process, or the parent of --nproc: before any folder or worker exists
+        from groupwise.train.startup import check_before_start
+
+        rewards = check_before_start(job.cfg, nproc)
+        if not job.resume and job.folder is not None and not preflight:
+            check_run_dir(job.folder, overwrite)
     if preflight:
         from groupwise.train.preflight import preflight as run_preflight
         from groupwise.train.preflight import print_preflight
 
-        return print_preflight(run_preflight(cfg))
-    created = not (run_dir and run_dir.exists())
-    folder = run_on_main(lambda: prepare_run_dir(run_dir, overwrite))
-    print_summary(run_and_report(cfg, folder, resume=False, created=created))
+        print_notes(job.cfg)
+        return print_preflight(run_preflight(job.cfg), output_console())
+    if nproc is not None:
+        raise typer.Exit(launch_training(nproc, job, verbose))
+    print_notes(job.cfg)
+    if job.resume:
+        return print_summary(run_and_report(job.cfg, job.folder, resume=True, rewards=rewards))
+    created = not (job.folder and job.folder.exists())
+    folder = run_on_main(lambda: prepare_run_dir(job.folder, overwrite))
+    print_summary(run_and_report(job.cfg, folder, resume=False, created=created, rewards=rewards))
+
+
+def plan_training(config: Path | None, sets: list[str], run_dir: Path | None, resume: Path | None,
+                  resume_if_exists: bool) -> Job:
+    """`--resume RUN`: the run's own config; `--resume-if-exists`: the run in --run-dir if it is this job's;
+    else a new run of the config file and --set."""
+    from groupwise.train.checkpoint import resume_config, resume_same_job
+
+    if resume is not None:
+        return Job(resume_config(resume, sets), resume, True)
+    cfg = build_config(config, sets)
+    if resume_if_exists:
+        if run_dir is None:
+            raise GroupwiseError("--resume-if-exists needs --run-dir",
+                                 "give the fixed run folder that each submission of the job continues")
+        if (run_dir / "config.yaml").is_file():
+            return Job(resume_same_job(run_dir, cfg, sets), run_dir, True)
+    return Job(cfg, run_dir, False)
+
+
+def launch_training(nproc: int, job: Job, verbose: bool) -> int:
+    """`train --nproc N` after the checks passed: N workers on a run folder chosen here; a fresh run that fails
+    before its first step leaves no folder behind."""
+    from groupwise.cli.launch import run_workers, worker_arguments
+    from groupwise.train.checkpoint import discard_untrained
+    from groupwise.train.run_dir import default_run_dir
+
+    folder = job.folder or default_run_dir()
+    created = not folder.exists()
+    extra = ["--run-dir", str(folder)] if job.folder is None else []
+    code = run_workers(nproc, worker_arguments(sys.argv[1:], extra), verbose)
+    if code and not job.resume:
+        discard_untrained(folder, created)
+    return code
 
 
 def start_command(verbose: bool, nproc: int | None) -> None:
-    """Quiet other libraries (unless --verbose); with --nproc N rerun the command under torchrun and exit with
-    its code; else, when torchrun started this process, join its process group."""
+    """Quiet other libraries (unless --verbose); when torchrun started this process (not `--nproc`, whose
+    parent starts the workers), join its process group."""
     from groupwise.runtime.distributed import init_distributed
 
     quiet_third_party(verbose)
-    if nproc is not None:
-        launch_torchrun(nproc)
-    init_distributed()
+    if nproc is None:
+        init_distributed()
 
 
 def print_caveat(problems: int) -> None:
@@ -87,30 +149,28 @@ def print_caveat(problems: int) -> None:
 
 
 def print_notes(cfg) -> None:
-    """What the config's validation adjusted (e.g. the micro-batch size), once, on stderr."""
-    for note in cfg.notes:
+    """What the config's validation adjusted of the user's values (e.g. the micro-batch size): once, on rank 0."""
+    from groupwise.runtime.distributed import is_main
+
+    for note in cfg.notes if is_main() else []:
         console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
-def resume_training(folder: Path, overrides: list[str], extra: object) -> None:
-    """`train --resume RUN_DIR`: the run's own config, a few safe --set keys, the newest intact checkpoint."""
-    from groupwise.train.checkpoint import resume_config
-
-    if extra:
-        raise GroupwiseError("--resume continues a run with the config saved in its folder",
-                             "drop the config file, --run-dir, --overwrite and --preflight")
-    print_summary(run_and_report(resume_config(folder, overrides), folder, resume=True))
-
-
-def run_and_report(cfg, folder: Path, *, resume: bool, created: bool = False) -> dict:
-    """Train; SIGINT/SIGTERM exit 130/143 with the resume command; a failed fresh start leaves no half run."""
+def run_and_report(cfg, folder: Path, *, resume: bool, created: bool = False, rewards: list | None = None) -> dict:
+    """Train (`rewards`: the reward functions the checks built; None: the config's); SIGINT/SIGTERM exit 130/143
+    with the resume command; a failed fresh start leaves no half run."""
     from groupwise.api import run_training  # the code path groupwise.train() runs too
+    from groupwise.runtime.distributed import barrier, is_main
     from groupwise.train.checkpoint import TrainingInterrupted
+    from groupwise.train.inputs import TrainInputs
 
     try:
-        return run_training(cfg, folder, resume=resume, created=created, console=console)
+        return run_training(cfg, folder, resume=resume, created=created, console=console,
+                            inputs=TrainInputs(rewards=rewards))
     except TrainingInterrupted as stop:
-        print(stop, file=sys.stderr)
+        if is_main():
+            print(stop, file=sys.stderr)
+        barrier()  # the ranks end together, after rank 0's line: torchrun stops the others when one ends
         raise typer.Exit(stop.exit_code) from None
 
 
@@ -127,36 +187,6 @@ def resume_config_of(folder: Path):
     return resume_config(folder, [])
 
 
-def launch_torchrun(nproc: int) -> NoReturn:
-    """`train/eval --nproc N`: the same command under torchrun with N processes on this machine; exits with its code,
-    or 128 + signal when stopped by SIGTERM (handed on to torchrun, whose workers finish the step and save) or
-    Ctrl-C (the terminal signals every process of the group itself)."""
-    import os
-    import signal
-    import subprocess
-
-    args, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip or arg == "--nproc" or arg.startswith("--nproc="):
-            skip = arg == "--nproc"
-            continue
-        args.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "groupwise.cli.main", *args]
-    child = subprocess.Popen(command, env=os.environ.copy())
-    received: list[int] = []
-
-    def forward(signum: int, frame: object) -> None:
-        received.append(signum)
-        if signum == signal.SIGTERM:
-            child.send_signal(signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, forward)
-    code = child.wait()
-    raise typer.Exit(128 + received[0] if received else code)
-
-
 def print_summary(summary: dict) -> None:
     from groupwise.runtime.distributed import is_main
 
@@ -168,12 +198,12 @@ def print_summary(summary: dict) -> None:
         table.add_column("greedy accuracy", justify="right")
         for label in ("base", "trained"):
             table.add_row(label, f"{100 * summary[label]['greedy_accuracy']:.1f}%")
-        Console().print(table)
-        Console().print(f"gain: {summary['gain_points']:+.1f} points; training took "
+        output_console().print(table)
+        output_console().print(f"gain: {summary['gain_points']:+.1f} points; training took "
                         f"{summary['train_minutes']:.1f} min; run folder: {summary['run_dir']}")
         print_caveat(summary["base"]["problems"])
     else:
-        Console().print(f"training took {summary['train_minutes']:.1f} min; run folder: {summary['run_dir']}")
+        output_console().print(f"training took {summary['train_minutes']:.1f} min; run folder: {summary['run_dir']}")
 
 
 @app.command()
@@ -191,7 +221,7 @@ def export(
     quiet_third_party(verbose)
     from groupwise.models.export import export_run
 
-    Console().print(f"exported {run} to {export_run(run, out, merge=merge, checkpoint=checkpoint)}")
+    output_console().print(f"exported {run} to {export_run(run, out, merge=merge, checkpoint=checkpoint)}")
 
 
 @app.command("eval")
@@ -222,13 +252,20 @@ def eval_(
     """Greedy accuracy, unbiased pass@k and mean reward per function on held-out problems."""
     start_command(verbose, nproc)  # under torchrun: each rank scores its share of the problems, rank 0 writes
     from groupwise.evaluate.heldout_eval import parse_ks, results_table
-    from groupwise.evaluate.jobs import run_eval
+    from groupwise.evaluate.jobs import eval_overrides, run_eval
     from groupwise.runtime.distributed import is_main
+
+    if nproc is not None:  # the config, paths and --k checked here, before any worker starts
+        from groupwise.cli.launch import run_workers, worker_arguments
+
+        parse_ks(k)
+        eval_overrides(model, config, list(set_ or []), data)
+        raise typer.Exit(run_workers(nproc, worker_arguments(sys.argv[1:], []), verbose))
 
     result = run_eval(model, config, list(set_ or []), problems=problems, data=data, samples=samples,
                       ks=parse_ks(k), baseline=baseline, out=out, console=console)
     if is_main():
-        Console().print(results_table(model, result["summary"], baseline, result.get("baseline_summary")))
+        output_console().print(results_table(model, result["summary"], baseline, result.get("baseline_summary")))
         print_caveat(result["summary"]["problems"])
 
 

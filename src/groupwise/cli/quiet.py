@@ -7,10 +7,11 @@ import os
 import sys
 import warnings
 
+from groupwise.runtime.quiet import THIRD_PARTY_MODULES
+
 # loggers of the libraries groupwise drives; its own (groupwise.*) keep warning, e.g. the sandbox fallback
 THIRD_PARTY_LOGGERS = ("math_verify", "latex2sympy2_extended", "transformers", "peft", "datasets",
                        "huggingface_hub", "accelerate", "torch")
-THIRD_PARTY_MODULES = r"(transformers|peft|torch|datasets|huggingface_hub|accelerate|math_verify)(\.|$)"
 VERBOSE_HELP = "Show other libraries' warnings, logs and load bars (hidden by default)."
 
 
@@ -24,6 +25,7 @@ def quiet_third_party(verbose: bool = False) -> None:
     warnings.filterwarnings("ignore", module=THIRD_PARTY_MODULES)
     for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub loads: its retry lines too
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -34,8 +36,10 @@ def quiet_third_party(verbose: bool = False) -> None:
 def _disable_library_bars() -> None:
     """Libraries imported before this call read the environment already: tell them directly."""
     from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as transformers_logging
 
     disable_progress_bars()
+    hub_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()

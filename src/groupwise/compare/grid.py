@@ -23,11 +23,13 @@ from groupwise.compare.spec import (
     spec_hash,
 )
 from groupwise.config.load import dump_config
+from groupwise.config.paths import check_local_paths
 from groupwise.config.schema import Config
 from groupwise.data.source import load_rows
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.heldout_eval import unique_rows
 from groupwise.rewards.compute import with_named_rewards
+from groupwise.runtime.progress import output_console
 
 Row = dict[str, Any]
 HELDOUT = "heldout.jsonl"
@@ -47,20 +49,23 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
     paths and how many cells ran now. `worker_setup(*worker_args)` prepares each `--parallel` worker process."""
     import torch
 
-    from groupwise.compare.grid_report import build_compare_report, table_markdown
+    from groupwise.compare.grid_report import build_compare_report, few_problems_warning, table_markdown
     from groupwise.compare.results import build_results
 
     if parallel < 1:
         raise GroupwiseError(f"--parallel {parallel} must be at least 1", "pass --parallel 1 or more")
-    console = console or Console(stderr=True)
+    console = console or output_console(stderr=True)
     experiment = load_experiment(experiment_path)
+    base = base_config(experiment)
+    for cfg in [base] + [cell_config(experiment, v, experiment.seeds[0], threads=1) for v in experiment.variants]:
+        check_local_paths(cfg)  # before DIR is made: a wrong path leaves nothing behind
+    heldout = unique_rows(load_rows(base.data, "heldout"))[:experiment.eval.problems]
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "experiment.yaml").exists() or not (out / "experiment.yaml").samefile(experiment_path):
         shutil.copyfile(experiment_path, out / "experiment.yaml")  # the record of what ran (rerun from it works)
-    base = base_config(experiment)
     threads = base.train.threads or available_cores()
     torch.set_num_threads(threads)
-    heldout = shared_heldout(base, experiment.eval.problems, out / HELDOUT, console)
+    shared_heldout(heldout, experiment.eval.problems, out / HELDOUT, console)
     base_cell = make_base_cell(experiment, base, out, threads)
     _announce(console, base_cell, "evaluating the base model")
     base_result = run_cell(base_cell, heldout, console)
@@ -82,9 +87,12 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
                             samples=experiment.eval.samples, replicates=experiment.eval.bootstrap,
                             seeds=experiment.seeds)
     write_json_atomic(out / "results.json", results)
+    if warning := few_problems_warning(results["problems"]):
+        console.print(warning, markup=False, highlight=False)
     table = out / "results.md"
     table.write_text(table_markdown(results))
-    page = build_compare_report(out, results, {n: [finished(c) for c in g] for n, g in cells.items()})
+    page = build_compare_report(out, results, {n: [finished(c) for c in g] for n, g in cells.items()},
+                                title=Path(experiment_path).stem)
     return {"results": out / "results.json", "report": page, "table": table, "ran": len(todo), "summary": results}
 
 
@@ -109,9 +117,8 @@ def base_line(base: dict[str, Any]) -> str:
     return f"base model on {len(base['problems'])} held-out problems: greedy accuracy {100 * greedy:.1f}%{pass1}"
 
 
-def shared_heldout(base: Config, problems: int, path: Path, console: Console) -> list[Row]:
-    """The held-out problems every cell is evaluated on: the base config's held-out split, written to `path`."""
-    rows = unique_rows(load_rows(base.data, "heldout"))[:problems]
+def shared_heldout(rows: list[Row], problems: int, path: Path, console: Console) -> list[Row]:
+    """The held-out problems every cell is evaluated on (the base config's held-out split), written to `path`."""
     if len(rows) < problems:
         console.print(f"note: the base config's held-out split has {len(rows)} distinct problems, fewer than "
                       f"eval.problems={problems} (raise data.heldout_size)")

@@ -6,15 +6,19 @@ from __future__ import annotations
 import html
 import json
 import math
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from groupwise.evaluate.heldout_eval import few_problems_warning as heldout_warning
 from groupwise.report.run_report import LOADED_SCRIPT, STYLE, data_uri
 
 CellResult = dict[str, Any]
+FEW_PROBLEMS = 50  # below this, the intervals over problems are too wide to rank variants
+TITLE_CHARS = 60  # a line of a plot's title that fits the 6.4-inch figure at the default font size
 
 
 def _pyplot():
@@ -112,7 +116,8 @@ def plot_passk(results: dict[str, Any], path: Path) -> bool:
         ax.fill_between(xs, [e["ci95"][0] for _, e in got], [e["ci95"][1] for _, e in got], alpha=0.2)
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
-    ax.set(title="pass@k on the held-out problems (band: 95% bootstrap interval)", xlabel="k", ylabel="pass@k")
+    ax.set(title=whole_title("pass@k on the held-out problems (band: 95% bootstrap interval)"), xlabel="k",
+           ylabel="pass@k")
     _save_with_legend(plt, fig, ax, path)
     return True
 
@@ -138,7 +143,7 @@ def plot_scores(results: dict[str, Any], path: Path) -> bool:
     highs = [_or(e["ci95"][1], m) - m for m, e in zip(means, entries, strict=True)]
     ax.errorbar(range(len(names)), means, yerr=[lows, highs], fmt="o", capsize=4)
     ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
-    ax.set(title="Held-out greedy accuracy (95% bootstrap interval)", ylabel="greedy accuracy")
+    ax.set(title=whole_title("Held-out greedy accuracy (95% bootstrap interval)"), ylabel="greedy accuracy")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, format="png")
@@ -166,9 +171,25 @@ def _value(curve: dict[str, list], key: str, step: int) -> float:
     return math.nan if value is None else float(value)
 
 
+def whole_title(text: str) -> str:
+    """`text` broken into lines that fit the figure, so that no title is cut at its edges."""
+    return textwrap.fill(text, TITLE_CHARS)
+
+
 def plot_curves(cells: dict[str, list[CellResult]], path: Path, key: str = "reward/mean") -> bool:
     """Training `key` per step: the mean over seeds, the band from the lowest to the highest seed."""
     plt = _pyplot()
+    fig = curves_figure(plt, cells, key)
+    if fig is None:
+        return False
+    _save_with_legend(plt, fig, fig.axes[0], path)
+    return True
+
+
+def curves_figure(plt: Any, cells: dict[str, list[CellResult]], key: str) -> Any:
+    """The figure of `plot_curves` (None when no cell logged `key`); steps are whole numbers on the axis."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     drawn = False
     for name, group in cells.items():
@@ -180,14 +201,23 @@ def plot_curves(cells: dict[str, list[CellResult]], path: Path, key: str = "rewa
         drawn = True
     if not drawn:
         plt.close(fig)
-        return False
-    ax.set(title=f"Training {key}: mean over seeds, band from lowest to highest", xlabel="step", ylabel=key)
-    _save_with_legend(plt, fig, ax, path)
-    return True
+        return None
+    ax.set(title=whole_title(f"Training {key}: mean over seeds, band from lowest to highest"), xlabel="step",
+           ylabel=key)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
 
 
-def build_compare_report(out: Path, results: dict[str, Any], cells: dict[str, list[CellResult]]) -> Path:
-    """Write the PNGs and report.html into `out`; returns the page."""
+def few_problems_warning(problems: int) -> str | None:
+    """A caveat when fewer than FEW_PROBLEMS held-out problems back the comparison."""
+    return heldout_warning(problems, FEW_PROBLEMS, "eval.problems, and data.heldout_size or a larger held-out "
+                           "file in the base config")
+
+
+def build_compare_report(out: Path, results: dict[str, Any], cells: dict[str, list[CellResult]],
+                         title: str | None = None) -> Path:
+    """Write the PNGs and report.html into `out`; returns the page, titled with the experiment's name
+    (`title`, default the folder's)."""
     plots = [(title, out / slug) for title, slug, made in (
         ("Greedy accuracy", "accuracy.png", plot_scores(results, out / "accuracy.png")),
         ("pass@k", "passk.png", plot_passk(results, out / "passk.png")),
@@ -196,12 +226,15 @@ def build_compare_report(out: Path, results: dict[str, Any], cells: dict[str, li
     metrics = result_metrics(results)
     figures = "".join(f"<figure><img alt='{html.escape(t)}' src='{data_uri(p)}'></figure>" for t, p in plots)
     diff_title = f"Differences: variant minus {html.escape(results['baseline'])}, paired on seeds and problems"
+    name = html.escape(title or out.name)
+    warning = few_problems_warning(results["problems"])
+    caveat = f"<p class='warning'>{html.escape(warning)}</p>" if warning else ""
     page = out / "report.html"
     page.write_text(f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>groupwise compare: {html.escape(out.name)}</title>
-<style>{STYLE} .ci{{color:#777;font-size:85%}}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>groupwise compare: {name}</title>
+<style>{STYLE} .ci{{color:#777;font-size:85%}} .warning{{color:#a40}}</style></head>
 <body>
-<h1>Comparison: {html.escape(out.name)}</h1>
+<h1>{name}</h1>{caveat}
 <p>{results['problems']} held-out problems, seeds {html.escape(json.dumps(results['seeds']))}, {results['samples']}
 samples per problem for pass@k. Brackets: 95% bootstrap interval, resampling {results['bootstrap']['resamples']}
 ({results['bootstrap']['replicates']} replicates). The base model is evaluated once.</p>

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from groupwise.config.load import config_from_mapping, deep_merge, read_yaml
+from groupwise.config.paths import anchor_paths, file_rule
 from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
 
@@ -47,6 +48,7 @@ class Experiment:
     baseline: str
     source: Path | None = None
     notes: list[str] = field(default_factory=list)
+    path_rules: dict[str, str] = field(default_factory=dict)  # how the relative paths in the files were resolved
 
     def variant(self, name: str) -> Variant:
         return next(v for v in self.variants if v.name == name)
@@ -68,7 +70,7 @@ def parse_experiment(raw: dict[str, Any], path: Path | None = None) -> Experimen
     unknown = sorted(set(raw) - set(TOP_KEYS))
     if unknown:
         raise _fail(path, f"unknown key '{unknown[0]}'", f"use only {', '.join(TOP_KEYS)}")
-    base = _base(raw.get("base"), path)
+    base, rules = _base(raw.get("base"), path)
     seeds = raw.get("seeds")
     if not isinstance(seeds, list) or not seeds:
         raise _fail(path, "seeds must be a non-empty list of integers", "write e.g. seeds: [0, 1, 2]")
@@ -76,11 +78,13 @@ def parse_experiment(raw: dict[str, Any], path: Path | None = None) -> Experimen
             seeds):
         raise _fail(path, f"seeds {seeds} must be distinct integers >= 0", "write e.g. seeds: [0, 1, 2]")
     variants = _variants(raw.get("variants"), path)
+    variants = [_anchored(v, path, rules) for v in variants]
     baseline = raw.get("baseline", variants[0].name)
     if baseline not in [v.name for v in variants]:
         raise _fail(path, f"baseline '{baseline}' is not among the variants",
                     f"name one of {', '.join(v.name for v in variants)}")
-    experiment = Experiment(base, list(seeds), variants, _eval(raw.get("eval"), path), baseline, path)
+    experiment = Experiment(base, list(seeds), variants, _eval(raw.get("eval"), path), baseline, path,
+                            path_rules=rules)
     for variant in variants:  # every cell's config must validate before anything trains
         try:
             cell_config(experiment, variant, seeds[0], threads=1)
@@ -89,16 +93,32 @@ def parse_experiment(raw: dict[str, Any], path: Path | None = None) -> Experimen
     return experiment
 
 
-def _base(base: Any, path: Path | None) -> dict[str, Any]:
+def _base(base: Any, path: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The base mapping, its relative paths made absolute against the folder of the file that holds them (the
+    experiment file, or `base: job.yaml`); and how each was resolved."""
     if base is None:
-        return {}
+        return {}, {}
     if isinstance(base, str):
         file = Path(base) if Path(base).is_absolute() or path is None else path.parent / base
-        return read_yaml(file)
+        return anchor_paths(read_yaml(file), file.parent, file_rule(file))
     if not isinstance(base, dict):
         raise _fail(path, "base must be a config mapping or the path of a YAML config",
                     "write base: {model: {name: smollm2-135m}, ...} or base: job.yaml")
-    return base
+    return _anchored_to(base, path)
+
+
+def _anchored_to(mapping: dict[str, Any], path: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """`mapping` from the experiment file at `path`: its relative paths start at that file's folder."""
+    if path is None:
+        return mapping, {}
+    return anchor_paths(mapping, path.parent, file_rule(path))
+
+
+def _anchored(variant: Variant, path: Path | None, rules: dict[str, str]) -> Variant:
+    """`variant` with its paths absolute; `rules` learns how they were resolved."""
+    overrides, more = _anchored_to(variant.overrides, path)
+    rules.update(more)
+    return Variant(variant.name, overrides, variant.select)
 
 
 def _variants(variants: Any, path: Path | None) -> list[Variant]:
@@ -175,12 +195,13 @@ def cell_mapping(experiment: Experiment, variant: Variant, seed: int, *, threads
 
 def cell_config(experiment: Experiment, variant: Variant, seed: int, *, threads: int,
                 extra: dict[str, Any] | None = None) -> Config:
-    return config_from_mapping(cell_mapping(experiment, variant, seed, threads=threads, extra=extra))
+    return config_from_mapping(cell_mapping(experiment, variant, seed, threads=threads, extra=extra),
+                               path_rules=experiment.path_rules)
 
 
 def base_config(experiment: Experiment) -> Config:
     """The base model's row: the base config as it is (its own train.seed keys the evaluation samples)."""
-    return config_from_mapping(experiment.base)
+    return config_from_mapping(experiment.base, path_rules=experiment.path_rules)
 
 
 def auto_precision(cfg: Config) -> str | None:

@@ -12,6 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from groupwise.algorithms.presets import PRESETS
+from groupwise.config.names import hint, override_fix
+from groupwise.config.paths import COMMAND_LINE_RULE, anchor_paths, file_rule
 from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
 
@@ -40,12 +42,19 @@ def embedded_default_path() -> Path:
     return Path(str(resources.files("groupwise.config").joinpath(DEFAULT_CONFIG)))
 
 
+def config_keys() -> list[str]:
+    """Every `section.key` of the schema (for "did you mean")."""
+    return [f"{section}.{key}" for section, field in Config.model_fields.items()
+            for key in field.annotation.model_fields]
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """`section.key=value` (value parsed as YAML, so numbers, booleans and lists work) -> (path, value)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip() or "." not in key:
-        raise GroupwiseError(f"--set '{item}' is not of the form section.key=value",
-                             "write e.g. --set train.steps=10")
+        meant = override_fix(key.strip(), raw.strip(), config_keys()) if sep and key.strip() else None
+        raise GroupwiseError(f"--set '{item}' is not of the form section.key=value{hint(key.strip(), config_keys())}",
+                             meant or "write e.g. --set train.steps=10")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -88,7 +97,7 @@ def format_validation_error(err: ValidationError) -> str:
     where = ".".join(str(p) for p in first["loc"])
     kind, message = first["type"], first["msg"]
     if kind == "extra_forbidden":
-        return f"unknown config key '{where}'"
+        return f"unknown config key '{where}'{hint(where, config_keys())}"
     if where:
         return f"config '{where}': {message} (got {first.get('input')!r})"
     return message.removeprefix("Value error, ")
@@ -114,31 +123,63 @@ def _task_only_without_file(data: dict[str, Any]) -> dict[str, Any]:
 
 def build_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Schema defaults < config file < --set; no file means the embedded default job (default.yaml, an
-    ordinary config file). Then the algorithm preset fills the knobs not set explicitly."""
-    return config_from_mapping(read_yaml(embedded_default_path() if path is None else path), overrides)
+    ordinary config file). Then the algorithm preset fills the knobs not set explicitly. Relative paths in the
+    file start at its folder, those in `overrides` at the current directory."""
+    if path is None:
+        return config_from_mapping(read_yaml(embedded_default_path()), overrides, written_by_user=False)
+    return config_from_mapping(read_yaml(path), overrides, folder=Path(path).parent, source=str(path))
 
 
-def config_from_mapping(mapping: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Schema defaults < `mapping` (sections as in a YAML file) < --set; then the preset, as `build_config`."""
+def config_from_mapping(mapping: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), *,
+                        folder: Path | None = None, source: str | None = None, written_by_user: bool = True,
+                        path_rules: dict[str, str] | None = None) -> Config:
+    """Schema defaults < `mapping` (sections as in a YAML file) < --set; then the preset, as `build_config`.
+
+    `folder`: where the mapping's relative paths start (the folder of its file `source`; default: the current
+    directory). `written_by_user`: notes about the mapping's own values are shown (not for the embedded default).
+    `path_rules`: how paths already made absolute were resolved (compare's experiment file)."""
     if not isinstance(mapping, dict):
         raise GroupwiseError(f"a config must be a mapping of sections, not {type(mapping).__name__}",
                              "pass a dict like {'train': {'steps': 10}}, a YAML path, or groupwise.Config")
     if isinstance(overrides, str):
         raise GroupwiseError(f"overrides must be a list of section.key=value strings, not the string {overrides!r}",
                              f"wrap it in a list: [{overrides!r}]")
-    base = copy.deepcopy(mapping)
+    base, rules = anchor_paths(mapping, folder or Path.cwd(), file_rule(source) if source else COMMAND_LINE_RULE)
+    rules = (path_rules or {}) | rules
     sets: dict[str, Any] = {}
     for item in overrides:
         key, value = parse_override(item)
         set_path(sets, key, value)
+    sets, set_rules = anchor_paths(sets, Path.cwd(), COMMAND_LINE_RULE)
+    rules = {key: rule for key, rule in rules.items() if not _is_set(sets, key)} | set_rules
     data = deep_merge(_without_foreign_task_params(base, sets), sets)
     data = _task_only_without_file(apply_preset(data))
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as err:
         raise GroupwiseError(format_validation_error(err),
                              "fix the config (every key is listed in docs/configuration.md, or run "
                              "`groupwise config --reference`)") from err
+    cfg.path_rules.update(rules)
+    written = _keys(mapping) if written_by_user else set()
+    cfg.notes[:] = [note for note in cfg.notes if note.split(" ", 1)[0] in written | _keys(sets)]
+    return cfg
+
+
+def _keys(mapping: dict[str, Any]) -> set[str]:
+    """The `section.key` names a mapping sets (each note starts with the key whose value it adjusted)."""
+    return {f"{section}.{key}" for section, values in mapping.items() if isinstance(values, dict)
+            for key in values}
+
+
+def _is_set(sets: dict[str, Any], key: str) -> bool:
+    """Whether `--set` replaced the value at path key `key` (`rewards.functions[0].name`: the whole list)."""
+    node: Any = sets
+    for part in key.split("[", 1)[0].split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def dump_config(cfg: Config) -> str:
@@ -161,6 +202,8 @@ def override_config(cfg: Config, overrides: list[str] | tuple[str, ...]) -> Conf
             algorithm["preset"], {})}
     data = apply_preset(deep_merge(data, changes))
     try:
-        return Config.model_validate(data)
+        new = Config.model_validate(data)
     except ValidationError as err:
         raise GroupwiseError(format_validation_error(err), "fix the override") from err
+    new.path_rules.update({key: rule for key, rule in cfg.path_rules.items() if not _is_set(changes, key)})
+    return new

@@ -235,10 +235,20 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     _notes: list[str] = PrivateAttr(default_factory=list)  # what validation adjusted, shown once by the CLI
+    _path_rules: dict[str, str] = PrivateAttr(default_factory=dict)  # path key -> where its relative path started
 
     @property
     def notes(self) -> list[str]:
         return self._notes
+
+    @property
+    def path_rules(self) -> dict[str, str]:
+        """How each path that was written relative became absolute (config/paths.py), for error messages."""
+        return self._path_rules
+
+    def __eq__(self, other: object) -> bool:
+        """Configs with the same values are equal, however their notes and path rules came about."""
+        return isinstance(other, Config) and self.model_dump() == other.model_dump()
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Config:

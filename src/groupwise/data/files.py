@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from groupwise.config.paths import PATH_RULE
 from groupwise.config.schema import DataConfig
 from groupwise.data.tests_column import InvalidTestsError, dataset_tests, dataset_tests_source, parse_tests
 from groupwise.errors import GroupwiseError
+from groupwise.runtime.hub import hub_reachable
 
 Row = dict[str, Any]
 HUB_PREFIX = "hf:"
@@ -33,7 +35,7 @@ def load_file_rows(data: DataConfig, split: Literal["train", "heldout"]) -> list
         raise GroupwiseError("data.path is not set",
                              "give a local data file or hf:NAME, or use a built-in data.task")
     if split == "train":
-        rows = _load_source(data.path, data, data.split)
+        rows = _load_source(data.path, data, data.split, "data.path")
         if not _has_separate_heldout(data):
             rows = _split_off(rows, data.heldout_fraction, data.seed)[0]
         return rows[: data.train_size] if data.train_size else rows
@@ -50,10 +52,11 @@ def _has_separate_heldout(data: DataConfig) -> bool:
 def _heldout_rows(data: DataConfig) -> list[Row]:
     """Held-out rows from heldout_path, the hub's heldout_split, or the tail of the training file."""
     if data.heldout_path:
-        return _load_source(data.heldout_path, data, data.heldout_split or data.split)
+        return _load_source(data.heldout_path, data, data.heldout_split or data.split, "data.heldout_path")
     if _has_separate_heldout(data):
-        return _load_source(data.path or "", data, data.heldout_split or data.split)
-    rows = _split_off(_load_source(data.path or "", data, data.split), data.heldout_fraction, data.seed)[1]
+        return _load_source(data.path or "", data, data.heldout_split or data.split, "data.path")
+    rows = _split_off(_load_source(data.path or "", data, data.split, "data.path"), data.heldout_fraction,
+                      data.seed)[1]
     if not rows:
         raise GroupwiseError(f"no held-out rows can be kept aside from '{data.path}' "
                              f"(heldout_fraction={data.heldout_fraction})",
@@ -79,9 +82,10 @@ def _is_hub(path: str) -> bool:
     return path.startswith(HUB_PREFIX)
 
 
-def _load_source(path: str, data: DataConfig, hub_split: str) -> list[Row]:
-    """Raw rows of one file or hub split, renamed by ``data.columns`` and validated."""
-    raw = _load_hub(path[len(HUB_PREFIX):], data.hf_config, hub_split) if _is_hub(path) else _load_local(path)
+def _load_source(path: str, data: DataConfig, hub_split: str, key: str) -> list[Row]:
+    """Raw rows of one file or hub split (`key`: the config key that names it), renamed by ``data.columns`` and
+    validated."""
+    raw = _load_hub(path[len(HUB_PREFIX):], data.hf_config, hub_split) if _is_hub(path) else _load_local(path, key)
     if not raw:
         raise GroupwiseError(f"data '{path}' has no rows", "give a file with at least one row")
     rows = [_rename(row, data.columns, path, number) for number, row in enumerate(raw, start=1)]
@@ -93,16 +97,15 @@ def _load_source(path: str, data: DataConfig, hub_split: str) -> list[Row]:
 # ---- local files -----------------------------------------------------------------------------------------
 
 
-def _load_local(path: str) -> list[Row]:
-    """Raw rows of a local file, chosen by its extension."""
+def _load_local(path: str, key: str) -> list[Row]:
+    """Raw rows of a local file (named by config key `key`), chosen by its extension."""
     file = Path(path).expanduser()
     suffix = file.suffix.lower()
     if suffix not in EXTENSIONS:
-        raise GroupwiseError(f"data file '{path}' has an unsupported extension '{file.suffix}'",
+        raise GroupwiseError(f"{key}: data file '{path}' has an unsupported extension '{file.suffix}'",
                              f"use one of {', '.join(EXTENSIONS)} or hf:NAME for a hub dataset")
     if not file.is_file():
-        raise GroupwiseError(f"data file '{path}' does not exist",
-                             "check data.path (relative paths start at the current directory)")
+        raise GroupwiseError(f"{key}: data file '{path}' does not exist", f"fix {key} ({PATH_RULE})")
     readers = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet, ".csv": _read_csv}
     try:
         return readers[suffix](file)
@@ -194,7 +197,7 @@ def _load_hub(name: str, config: str | None, split: str) -> list[Row]:
     import datasets
 
     try:
-        with _offline_mode_from_env():
+        with _offline_mode_from_env(unreachable=not hub_reachable()):
             dataset = datasets.load_dataset(name, config, split=split)
     except ConnectionError as err:
         raise GroupwiseError(f"hub dataset '{name}' cannot be reached (offline or no network: {err})",
@@ -209,13 +212,14 @@ def _load_hub(name: str, config: str | None, split: str) -> list[Row]:
 
 
 @contextlib.contextmanager
-def _offline_mode_from_env() -> Iterator[None]:
-    """Honour HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set after `datasets` was imported (it reads them once)."""
+def _offline_mode_from_env(unreachable: bool = False) -> Iterator[None]:
+    """Honour HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set after `datasets` was imported (it reads them once); with
+    the hub `unreachable`, go offline too: the local cache answers at once instead of a minute of retries."""
     import datasets.config
     import huggingface_hub.constants as hub_constants
 
     variables = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    wanted = any(os.environ.get(var, "").strip().lower() in _TRUE for var in variables)
+    wanted = unreachable or any(os.environ.get(var, "").strip().lower() in _TRUE for var in variables)
     saved = datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE
     if wanted:
         datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True

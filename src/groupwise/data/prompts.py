@@ -61,3 +61,41 @@ def prompt_key(row: dict[str, Any], *extra: Any) -> str:
     """A stable short hash of a row's prompt (and any extra parts, e.g. its answer, a model name and K)."""
     text = json.dumps([row.get("prompt"), *extra], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_SYSTEM_PROBE, _USER_PROBE = "<<groupwise-system>>", "<<groupwise-user>>"
+
+
+def default_system_prompt(tokenizer: PreTrainedTokenizerBase) -> str | None:
+    """The system prompt the tokenizer's chat template adds to a conversation that has none (SmolLM2: "You are a
+    helpful AI assistant named SmolLM, ..."), found by rendering one with and one without a system message."""
+    if not tokenizer.chat_template:
+        return None
+    try:
+        with_system = tokenizer.apply_chat_template(
+            [{"role": "system", "content": _SYSTEM_PROBE}, {"role": "user", "content": _USER_PROBE}], tokenize=False)
+        without = tokenizer.apply_chat_template([{"role": "user", "content": _USER_PROBE}], tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that refuses system messages adds none of its own
+        return None
+    opening, rest = with_system.split(_SYSTEM_PROBE, 1)
+    closing = rest.split(_USER_PROBE, 1)[0]  # the end of the system turn and the start of the user's
+    if not opening or not without.startswith(opening) or closing not in without:
+        return None
+    found = without[len(opening): without.index(closing)]
+    return found.strip() or None
+
+
+def template_system_note(rows: list[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, data: DataConfig
+                         ) -> str | None:
+    """A note when the chat template adds its default system prompt to prompts whose user wrote none (no system
+    message, no `system` column, no data.system_prompt): TRL users do not expect one."""
+    if not data.chat_template or data.system_prompt or not rows:
+        return None
+    row = rows[0]
+    if row.get("system") or (isinstance(row["prompt"], list) and any(m["role"] == "system" for m in row["prompt"])):
+        return None
+    found = default_system_prompt(tokenizer)
+    if found is None:
+        return None
+    return (f"the chat template adds its default system prompt {found!r} to prompts without one; set "
+            "data.system_prompt to write your own, or data.chat_template: false for plain text (docs/from-trl.md)")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from groupwise.config.load import build_config
+from groupwise.config.paths import COMMAND_LINE_RULE, absolute
 from groupwise.config.schema import Config, DataConfig
 from groupwise.data.files import EXTENSIONS, HUB_PREFIX
 from groupwise.data.tasks.catalog import available_tasks
@@ -36,7 +37,7 @@ def data_overrides(spec: str | None, current: Config, use: Literal["train", "hel
 def _point_at(spec: str, current: DataConfig, use: Literal["train", "heldout"]) -> list[str]:
     if is_data_file(spec):
         if not spec.startswith(HUB_PREFIX) and not Path(spec).is_file():
-            raise GroupwiseError(f"data file '{spec}' does not exist",
+            raise GroupwiseError(f"--data: data file '{absolute(spec)}' does not exist ({COMMAND_LINE_RULE})",
                                  "give an existing .jsonl/.json/.parquet/.csv file")
         out = ["data.task=null", f"data.path={_quoted(spec)}", "data.task_params={}"]
         if use == "heldout":

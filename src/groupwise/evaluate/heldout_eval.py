@@ -23,6 +23,7 @@ from groupwise.evaluate.problem_samples import (
     prompt_key,
     sample_problems,
 )
+from groupwise.rewards.columns import golds_of
 from groupwise.rewards.compute import RewardFunction
 from groupwise.rollout.sampler import as_sampler
 from groupwise.runtime.distributed import all_gather_objects, is_main, on_every_rank, run_on_main, shard, world_size
@@ -61,11 +62,12 @@ def unique_rows(rows: list[Row]) -> list[Row]:
     return out
 
 
-def problem_record(row: Row, greedy: dict[str, Any], sampled: dict[str, Any] | None, ks: list[int]
-                   ) -> dict[str, Any]:
-    """One line of results.jsonl: the problem, its gold answer or tests, the greedy completion and outcome, and
-    the sampled completions with their rewards and pass rates."""
+def problem_record(row: Row, greedy: dict[str, Any], sampled: dict[str, Any] | None, ks: list[int],
+                   golds: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One line of results.jsonl: the problem, its gold answer (and `golds`: the gold as each reward read it) or
+    tests, the greedy completion and outcome, and the sampled completions with their rewards and pass rates."""
     record: dict[str, Any] = {"key": prompt_key(row), "problem": row.get("prompt"), "answer": row.get("answer"),
+                              **({"gold": golds} if golds else {}),
                               **({"tests": row["tests"]} if "tests" in row else {}),
                               "greedy_correct": greedy["correct"], "greedy_reward": greedy.get("reward"),
                               "greedy_completion": greedy.get("completion")}
@@ -156,7 +158,7 @@ def score_problems(model, tokenizer, rows: list[Row], texts: list[str], rewards:
     greedy = greedy_results(model, tokenizer, rows, texts, rewards, cfg)
     sampled = (sample_problems(model, tokenizer, rows, texts, rewards, cfg, samples=samples)
                if samples else [None] * len(rows))
-    return [problem_record(r, g, s, ks) for r, g, s in zip(rows, greedy, sampled, strict=True)]
+    return [problem_record(r, g, s, ks, golds_of(rewards, r)) for r, g, s in zip(rows, greedy, sampled, strict=True)]
 
 
 def _mean(values: list[float | None]) -> float:
@@ -200,13 +202,15 @@ def _fmt(value: float | None) -> str:
 MIN_PROBLEMS = 20  # below this, one problem moves accuracy by more than 5 points
 
 
-def few_problems_warning(problems: int) -> str | None:
-    """A caveat when too few problems back an accuracy or a gain to tell it from noise."""
-    if problems >= MIN_PROBLEMS:
+def few_problems_warning(problems: int, minimum: int = MIN_PROBLEMS,
+                         more: str = "data.heldout_path, a larger data.heldout_fraction or data.heldout_size"
+                         ) -> str | None:
+    """A caveat when fewer than `minimum` problems back an accuracy or a gain to tell it from noise (`more`: the
+    settings that give more)."""
+    if problems >= minimum:
         return None
     return (f"warning: only {problems} held-out problem{'s' * (problems != 1)}: one problem moves accuracy by "
-            f"{100 / max(problems, 1):.0f} points, so a gain here is noise; evaluate at least {MIN_PROBLEMS} "
-            "(data.heldout_path, a larger data.heldout_fraction or data.heldout_size)")
+            f"{100 / max(problems, 1):.0f} points, so a gain here is noise; evaluate at least {minimum} ({more})")
 
 
 def evaluation_title(summary: dict[str, Any]) -> str:

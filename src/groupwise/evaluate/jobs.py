@@ -9,6 +9,7 @@ from typing import Any
 
 from groupwise.algorithms import success_threshold
 from groupwise.config.load import build_config
+from groupwise.config.paths import check_local_paths
 from groupwise.config.schema import Config
 from groupwise.data.prompts import prompt_key, render_prompts
 from groupwise.data.source import load_rows
@@ -42,8 +43,7 @@ def run_eval(model: str, config: Path | None, overrides: list[str], *, problems:
     From Python (groupwise.evaluate): `preloaded` is the (model, tokenizer) that `model` names, `rewards`
     replace the config's reward functions.
     """
-    trained_on = base_config(model, config, overrides)
-    overrides = overrides + data_overrides(data, trained_on, "heldout")
+    trained_on, overrides = eval_overrides(model, config, overrides, data)
     if preloaded is not None:
         (loaded, tokenizer), cfg = preloaded, base_config(model, config, overrides)
     else:
@@ -63,6 +63,16 @@ def run_eval(model: str, config: Path | None, overrides: list[str], *, problems:
     if out and is_main():
         (out / "comparison.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def eval_overrides(model: str, config: Path | None, overrides: list[str], data: str | None
+                   ) -> tuple[Config, list[str]]:
+    """The config `model` was trained on (or --config's), and the overrides that point evaluation at `--data`;
+    every local path checked (`eval --nproc` calls it before any worker starts)."""
+    trained_on = base_config(model, config, overrides)
+    overrides = overrides + data_overrides(data, trained_on, "heldout")
+    check_local_paths(base_config(model, config, overrides))
+    return trained_on, overrides
 
 
 def in_training_data(rows: list[dict[str, Any]], trained_on: Config) -> int | None:

@@ -48,10 +48,21 @@ def export_run(run_dir: Path, out: Path, *, merge: bool = False, checkpoint: int
     else:
         save_adapter(model, cfg, partial, out)
     tokenizer.save_pretrained(partial)
+    give_default_modes(partial)
     if out.exists():
         out.rmdir()
     os.replace(partial, out)
     return out
+
+
+def give_default_modes(folder: Path) -> None:
+    """Every file as an ordinary new file would be (0644 under umask 022): transformers writes the safetensors
+    through a private temporary file (0600), which other users of a shared model folder could not read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~umask)
 
 
 def save_adapter(model, cfg: Config, folder: Path, final: Path) -> None:

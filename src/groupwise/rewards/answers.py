@@ -59,6 +59,11 @@ def gold_answer(value: object) -> str:
     return without_thousands(boxed if boxed is not None else text)
 
 
+def answer_gold(row: dict) -> str | None:
+    """A row's gold as `answer_match` and `math_equivalence` compare with it: `gold_answer` of its `answer`."""
+    return None if row.get("answer") is None else gold_answer(row["answer"])
+
+
 def is_number(text: str) -> bool:
     """Whether `text` is one plain number (``-3``, ``0.5``, ``1e3``) once thousands separators are removed."""
     return _NUMBER.fullmatch(without_thousands(text)) is not None

@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 
 from groupwise.errors import GroupwiseError
-from groupwise.rewards.answers import gold_answer, marked_answer
+from groupwise.rewards.answers import answer_gold, gold_answer, marked_answer
 from groupwise.rewards.registry import register_reward
 
 NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
@@ -66,6 +66,7 @@ def make_answer_match(extract: str = "tag_or_last_number", numeric: bool = True,
                                          tolerance=tolerance)
                 else wrong for c, a in zip(completions, answer, strict=True)]
 
+    answer_match.reads_gold = answer_gold  # type: ignore[attr-defined]
     return answer_match
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from groupwise.data.tests_column import InvalidTestsError, parse_tests
 from groupwise.errors import GroupwiseError
-from groupwise.rewards.extract import completion_text, extract_code, names_used_by_tests
+from groupwise.rewards.extract import completion_text, extract_code, names_used_by_tests, with_prompt_code
 from groupwise.rewards.judges.pyexec import python_interpreter, run_python_tests, run_python_tests_in_process
 from groupwise.rewards.judges.rust import DEFAULT_COMPILE_TIMEOUT_S, RustRunner, has_clippy
 from groupwise.rewards.judges.verdict import Verdict
@@ -70,8 +70,13 @@ def _guarded(fn: Callable[..., Any], *args: Any) -> tuple[Any, bool]:
 
 
 def _test_one(run: Callable[[str, list[str]], Verdict], completion: Any, tests: list[str],
-              language: str) -> Verdict:
-    code = extract_code(completion_text(completion), language, names_used_by_tests(tests, language))
+              language: str, prompt_code: tuple[str, str] | None = None) -> Verdict:
+    """One sample against its tests; `prompt_code`: (the row's prompt, the entry point) of a HumanEval-style row
+    whose completion may hold only the function's body."""
+    text = completion_text(completion)
+    code = extract_code(text, language, names_used_by_tests(tests, language))
+    if prompt_code is not None:
+        code = with_prompt_code(code, text, *prompt_code)
     verdict = Verdict(0, len(tests)) if code is None else run(code, tests)
     if not isinstance(verdict, Verdict):
         raise TypeError(f"a code-test runner returned {type(verdict).__name__}, not a Verdict")
@@ -79,10 +84,11 @@ def _test_one(run: Callable[[str, list[str]], Verdict], completion: Any, tests: 
 
 
 def _verdicts(run: Callable[[str, list[str]], Verdict], completions: Sequence[Any],
-              tests: list[list[str] | None], language: str, workers: int) -> RewardValues:
+              tests: list[list[str] | None], language: str, workers: int,
+              prompt_code: Sequence[tuple[str, str] | None]) -> RewardValues:
     """Every sample with tests evaluated on the shared pool, each under its own guard."""
-    jobs = [(c, ts) for c, ts in zip(completions, tests, strict=True) if ts]
-    outcomes = iter(_map(lambda c, ts: _guarded(_test_one, run, c, ts, language), jobs, workers))
+    jobs = [(c, ts, pc) for c, ts, pc in zip(completions, tests, prompt_code, strict=True) if ts]
+    outcomes = iter(_map(lambda c, ts, pc: _guarded(_test_one, run, c, ts, language, pc), jobs, workers))
     verdicts: list[Verdict | None] = []
     failed: list[bool] = []
     for ts in tests:
@@ -107,10 +113,18 @@ def _extract_all(completions: Sequence[Any], language: str) -> list[str | None]:
     return [_guarded(lambda c: extract_code(completion_text(c), language), c)[0] for c in completions]
 
 
+def _prompt_code(prompts: Sequence[Any], entry_point: Sequence[Any] | None, n: int) -> list[tuple[str, str] | None]:
+    """(prompt, entry point) of each HumanEval-style sample (a string prompt and an `entry_point`), else None."""
+    if not entry_point or len(prompts) != n:
+        return [None] * n
+    return [(p, e) if isinstance(p, str) and isinstance(e, str) and e else None
+            for p, e in zip(prompts, entry_point, strict=True)]
+
+
 @register_reward("code_tests")
 def make_code_tests(language: str = "python", sandbox: dict[str, Any] | None = None, workers: int = 4,
                     target_dir: str | None = None, compile_timeout_s: float = DEFAULT_COMPILE_TIMEOUT_S,
-                    harness: str = "separate") -> Callable[..., list]:
+                    harness: str = "separate", prepend_prompt: bool = True) -> Callable[..., list]:
     """Fraction of the row's ``tests`` that the completion's code passes, run sandboxed.
 
     The code is the fenced block (or whole completion) that defines the names the tests use (rule:
@@ -118,6 +132,9 @@ def make_code_tests(language: str = "python", sandbox: dict[str, Any] | None = N
     process that calls the solution's functions in another sandbox, so the code cannot decide a verdict;
     ``harness: in_process`` runs each test inside the solution's process, for tests that need real objects
     (weaker: see docs/sandbox.md). Diagnostics: ``tests_not_run``, ``limit_hit``, ``sample_errors``.
+    HumanEval-style rows (an ``entry_point`` column): a completion that does not define that function, under a
+    prompt that does, is judged as the prompt's code followed by the completion (``prepend_prompt: false``
+    judges the completion alone).
     """
     if language not in LANGUAGES:
         raise GroupwiseError(f"code_tests language '{language}' is not supported", "use python or rust")
@@ -132,12 +149,17 @@ def make_code_tests(language: str = "python", sandbox: dict[str, Any] | None = N
         run = lambda code, tests: python(code, tests, limits)  # noqa: E731
 
     def code_tests(prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Any = None,
-                   tests: Sequence[Any] | None = None, **_: Any) -> list[float | None]:
+                   tests: Sequence[Any] | None = None, entry_point: Sequence[Any] | None = None,
+                   **_: Any) -> list[float | None]:
         if tests is None:
             raise GroupwiseError("code_tests needs a 'tests' column in the data",
                                  "give every row a list of test strings under 'tests'")
-        return _verdicts(run, completions, [_as_tests(t) for t in tests], language, workers)
+        prompt_code = _prompt_code(prompts, entry_point, len(tests)) if prepend_prompt and language == "python" \
+            else [None] * len(tests)
+        return _verdicts(run, completions, [_as_tests(t) for t in tests], language, workers, prompt_code)
 
+    code_tests.required_columns = ("tests",)  # type: ignore[attr-defined]
+    code_tests.row_prompts = True  # type: ignore[attr-defined]  # the rows' own prompts: HumanEval's code
     return code_tests
 
 

@@ -148,7 +148,9 @@ def score_batch(functions: list[RewardFunction], prompts: list, completions: lis
     errors: dict[str, int] = {}
     diagnostics: dict[str, Tensor] = {}
     user_inputs = trl_inputs(prompts, completions, raw_prompts)
-    inputs = [user_inputs if f.trl_inputs else (prompts, completions) for f in functions]
+    row_prompts = raw_prompts if raw_prompts is not None else prompts  # for a built-in that reads them (code_tests)
+    inputs = [user_inputs if f.trl_inputs else (row_prompts if getattr(f.fn, "row_prompts", False) else prompts,
+                                                completions) for f in functions]
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(functions))))
     try:
         futures = [pool.submit(_call, f.fn, p, c, completion_ids, columns)

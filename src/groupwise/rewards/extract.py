@@ -150,3 +150,15 @@ def extract_code(text: str, language: str, names: Iterable[str] | None = None) -
         if found:
             return found[-1]
     return None
+
+
+def with_prompt_code(code: str | None, completion: str, prompt: str, entry_point: str) -> str | None:
+    """HumanEval's native format: the prompt holds the signature and docstring, the completion only the body.
+    When `code` (what `extract_code` found) does not define `entry_point` and the prompt does, the program is
+    the prompt followed by the completion's body (its fenced block, else its text); else `code` as it was."""
+    if (code is not None and entry_point in python_defines(code)) or entry_point not in python_defines(prompt):
+        return code
+    body = code if code is not None else completion
+    program = prompt if prompt.endswith("\n") else prompt + "\n"
+    program += body
+    return program if entry_point in python_defines(program) else code

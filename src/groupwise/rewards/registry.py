@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from groupwise.errors import GroupwiseError
+from groupwise.rewards.columns import required_columns
 
 RewardFn = Callable[..., Any]
 FACTORIES: dict[str, Callable[..., RewardFn]] = {}  # name -> factory; filled as the reward modules import
@@ -60,4 +61,5 @@ def bind_params(fn: RewardFn, params: dict[str, Any]) -> RewardFn:
         return fn(prompts, completions, completion_ids=completion_ids, **{**columns, **params})
 
     bound.__name__ = getattr(fn, "__name__", "reward")
+    bound.required_columns = [c for c in required_columns(fn) if c not in params]  # type: ignore[attr-defined]
     return bound

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from groupwise.data.tasks.countdown import verify_countdown
 from groupwise.errors import GroupwiseError
-from groupwise.rewards.answers import gold_answer, last_boxed, marked_answer
+from groupwise.rewards.answers import answer_gold, gold_answer, last_boxed, marked_answer
 from groupwise.rewards.registry import register_reward
 
 _FREE = r"(?:(?!</?think>|</?answer>).)*"  # text without any think/answer tag
@@ -120,6 +120,8 @@ def make_math_equivalence():
         return [1.0 if gold is not None and math_equal(text, gold) else 0.0
                 for text, gold in zip(completions, answers, strict=True)]
 
+    math_equivalence.required_columns = ("answer",)  # type: ignore[attr-defined]
+    math_equivalence.reads_gold = answer_gold  # type: ignore[attr-defined]
     return math_equivalence
 
 
@@ -176,4 +178,5 @@ def make_countdown_verify():
         return [1.0 if verify_countdown(text, list(given), goal) else 0.0
                 for text, given, goal in zip(completions, numbers, targets, strict=True)]
 
+    countdown_verify.required_columns = ("numbers", "target")  # type: ignore[attr-defined]
     return countdown_verify

@@ -82,9 +82,10 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def check_divisible(prompts_per_step: int) -> None:
-    """Work is split by whole groups: every rank gets the same number of prompts per step."""
-    size = world_size()
+def check_divisible(prompts_per_step: int, size: int | None = None) -> None:
+    """Work is split by whole groups: every rank gets the same number of prompts per step (`size`: the world size
+    to check for; default: this process group's)."""
+    size = world_size() if size is None else size
     if prompts_per_step % size:
         raise GroupwiseError(f"rollout.prompts_per_step={prompts_per_step} does not divide by the world size "
                              f"{size}", f"use a multiple of {size} prompts per step, or {size} processes that "

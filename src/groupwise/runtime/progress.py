@@ -17,6 +17,14 @@ from rich.progress import (
 )
 
 
+def output_console(stderr: bool = False) -> Console:
+    """A console that wraps long lines (warnings, table titles) only in a terminal: in a log file or a pipe each
+    line stays whole, for grep and for a reader whose window is wider."""
+    console = Console(stderr=stderr)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
 def _columns() -> list:
     return [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
@@ -26,7 +34,7 @@ class StepProgress:
     """Shows step, reward, learnable fraction and ETA; prints warnings above the bar."""
 
     def __init__(self, total: int, *, enabled: bool = True, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or output_console(stderr=True)
         self.progress = Progress(*_columns(), console=self.console, disable=not enabled)
         self.task = self.progress.add_task("train", total=total, info="")
 
@@ -52,6 +60,6 @@ class StepProgress:
 @contextlib.contextmanager
 def count_progress(total: int, description: str, *, enabled: bool = True,
                    console: Console | None = None) -> Iterator[Callable[[int], None]]:
-    with Progress(*_columns(), console=console or Console(stderr=True), disable=not enabled) as progress:
+    with Progress(*_columns(), console=console or output_console(stderr=True), disable=not enabled) as progress:
         task = progress.add_task(description, total=total, info="")
         yield lambda n: progress.advance(task, n)

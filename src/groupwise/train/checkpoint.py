@@ -37,6 +37,7 @@ from groupwise.config.load import build_config, parse_override
 from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
 from groupwise.models.trained import CHECKPOINT_WEIGHTS, DCP_METADATA
+from groupwise.rewards.compute import with_named_rewards
 from groupwise.runtime.distributed import barrier, is_main
 from groupwise.train.fsdp import load_full, load_sharded, save_sharded
 
@@ -375,6 +376,31 @@ def resume_config(run_dir: Path, overrides: list[str]) -> Config:
         raise GroupwiseError(f"run '{run_dir}' has a checkpoint at step {newest}, beyond train.steps="
                              f"{wanted.train.steps}", f"resume with --set train.steps={newest} or more")
     return wanted
+
+
+def resume_same_job(run_dir: Path, wanted: Config, overrides: list[str]) -> Config:
+    """`train --resume-if-exists` found a run in `run_dir`: continue it, if the command asks for the same job
+    (its config may differ only in the keys `--resume` may change)."""
+    saved, now = (_flat(with_named_rewards(c).model_dump(mode="json"))
+                  for c in (build_config(run_dir / "config.yaml"), wanted))
+    changed = [key for key in now if key not in RESUME_KEYS and saved.get(key) != now[key]]
+    if changed:
+        key = changed[0]
+        raise GroupwiseError(f"run folder '{run_dir}' holds a run with another {key} ({saved.get(key)!r} there, "
+                             f"{now[key]!r} now)", "give another --run-dir, or the config and --set that started "
+                             "that run")
+    return resume_config(run_dir, overrides)
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'steps': 3}} -> {'train.steps': 3} (sections only; values such as lists stay whole)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and not prefix:
+            out |= _flat(value, f"{key}.")
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def _lookup(data: Any, keys: list[str]) -> Any:

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 from rich.markup import escape
 
 from groupwise.config.load import dump_config
 from groupwise.config.schema import Config
 from groupwise.data.difficulty import DifficultyFilter, wrap_with_difficulty_filter
-from groupwise.data.prompts import render_prompts
+from groupwise.data.prompts import render_prompts, template_system_note
 from groupwise.data.source import load_rows
 from groupwise.data.stream import PromptStream
 from groupwise.errors import GroupwiseError
@@ -24,6 +23,7 @@ from groupwise.evaluate.accuracy import evaluate_rows
 from groupwise.evaluate.heldout_eval import unique_rows
 from groupwise.models.load import load_configured_model, resolve_device
 from groupwise.rewards.answer_check import answer_format_warning
+from groupwise.rewards.columns import check_reward_columns, golds_of
 from groupwise.rewards.compute import configured_rewards, with_named_rewards
 from groupwise.runtime.distributed import (
     all_max,
@@ -33,7 +33,7 @@ from groupwise.runtime.distributed import (
     is_main,
     run_on_main,
 )
-from groupwise.runtime.progress import StepProgress, count_progress
+from groupwise.runtime.progress import StepProgress, count_progress, output_console
 from groupwise.runtime.seeding import seed_everything
 from groupwise.train.checkpoint import (
     Checkpoint,
@@ -64,6 +64,7 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     `inputs`: reward functions, a loaded model and an on_step callback given from Python (groupwise.train).
     """
     inputs = inputs or TrainInputs()
+    console = console or output_console(stderr=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     init_distributed(cfg.model.device)  # under torchrun: join the group; rank 0 alone writes the run folder
     check_divisible(cfg.rollout.prompts_per_step)
@@ -75,11 +76,16 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     resolve_device(cfg.model.device)  # a device that is not there fails before anything loads
     rewards = inputs.rewards if inputs.rewards is not None else configured_rewards(cfg)  # before the model
     train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
-    if warning := answer_format_warning(train_rows, cfg):
-        (console or Console(stderr=True)).print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    check_reward_columns(rewards, train_rows, "training data")
+    if (warning := answer_format_warning(train_rows, cfg)) and is_main():
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     heldout = unique_rows(load_rows(cfg.data, "heldout"))[: cfg.eval.num_problems] if _evaluates(cfg) else []
+    if heldout:
+        check_reward_columns(rewards, heldout, "held-out data")
     model, tokenizer = ((inputs.model, inputs.tokenizer) if inputs.model is not None
                         else load_configured_model(cfg))  # on model.device, in the training precision
+    if is_main() and (note := template_system_note(train_rows, tokenizer, cfg.data)):
+        console.print(f"note: {escape(note)}")
     order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed
     stream = PromptStream(train_rows, render_prompts(train_rows, tokenizer, cfg.data), order_seed)
     heldout_texts = render_prompts(heldout, tokenizer, cfg.data)
@@ -123,7 +129,8 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
             if cfg.log.samples_per_step and is_main():
                 shown = batch.rows[: cfg.log.samples_per_step]
                 write_samples(run_dir / "samples.jsonl", step, batch, cfg.log.samples_per_step,
-                              rendered=render_prompts(shown, tokenizer, cfg.data))
+                              rendered=render_prompts(shown, tokenizer, cfg.data),
+                              golds=[golds_of(rewards, row) for row in shown])
             low_streak = low_streak + 1 if metrics["learnable_fraction"] < cfg.log.learnable_warn_below else 0
             if low_streak == cfg.log.learnable_warn_steps and is_main():
                 progress.warn(learnability_warning(metrics, cfg))
@@ -192,7 +199,7 @@ def resume_point(run_dir: Path, cfg: Config, console=None) -> Checkpoint | None:
     truncate_logs(run_dir, step)
     (run_dir / "summary.json").unlink(missing_ok=True)
     where = f"checkpoint {checkpoint.folder.name}" if checkpoint else "the start (no intact checkpoint yet)"
-    (console or Console(stderr=True)).print(f"resuming from {where} at step {step}")
+    (console or output_console(stderr=True)).print(f"resuming from {where} at step {step}")
     return checkpoint
 
 

@@ -50,9 +50,11 @@ class MetricsLog:
             tracker.close()
 
 
-def write_samples(path: Path, step: int, batch, groups: int, rendered: list[str] | None = None) -> None:
+def write_samples(path: Path, step: int, batch, groups: int, rendered: list[str] | None = None,
+                  golds: list[dict[str, Any]] | None = None) -> None:
     """The first `groups` groups of a step: the prompt (and the text the model saw, `rendered`), the gold answer
-    or tests, the completions, their total reward and each reward function's score."""
+    or tests (and `golds`: the gold as each reward read it), the completions, their total reward and each reward
+    function's score."""
     g = batch.rollout.group_size
     with path.open("a") as f:
         for p in range(min(groups, len(batch.rows))):
@@ -61,7 +63,8 @@ def write_samples(path: Path, step: int, batch, groups: int, rendered: list[str]
             f.write(json.dumps({
                 "step": step, "prompt": row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1],
                 **({"rendered_prompt": rendered[p]} if rendered and p < len(rendered) else {}),
-                "answer": row.get("answer"), **({"tests": row["tests"]} if "tests" in row else {}),
+                "answer": row.get("answer"), **({"gold": golds[p]} if golds and p < len(golds) and golds[p] else {}),
+                **({"tests": row["tests"]} if "tests" in row else {}),
                 "completions": [batch.rollout.completions[i] for i in rows],
                 "rewards": [_clean(float(batch.scores.total[i])) for i in rows],
                 "reward_per_function": {name: [_clean(float(batch.scores.per_function[i, j])) for i in rows]
