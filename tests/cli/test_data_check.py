@@ -3,9 +3,6 @@ and the data's reference solutions scored, so that a broken reward shows before 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -45,14 +42,12 @@ def test_mbpp_rows_show_their_tests_and_the_reference_code_scores_one():
                          "reference solutions (column 'code', first 4 rows) score: code_tests 1.00"]
 
 
-def test_a_broken_reward_shows_as_reference_solutions_scoring_zero(tmp_path):
+def test_a_broken_reward_shows_as_reference_solutions_scoring_zero():
     """HumanEval's canonical bodies judged without their prompt: the command says so on one unwrapped line."""
-    sets = [*TINY, f"data.path={FIXTURES / 'humaneval.jsonl'}",
-            "rewards.functions=[{name: code_tests, params: {prepend_prompt: false}}]"]
-    done = subprocess.run([sys.executable, "-m", "groupwise.cli.main", "data", "check", "--rows", "1",
-                           *[a for item in sets for a in ("--set", item)]], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path, env=os.environ | {"COLUMNS": "80"})
-    assert done.returncode == 0, done.stderr
+    args = ["data", "check", "--rows", "1", *[a for item in (*TINY, f"data.path={FIXTURES / 'humaneval.jsonl'}",
+            "rewards.functions=[{name: code_tests, params: {prepend_prompt: false}}]") for a in ("--set", item)]]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
     assert done.stdout.splitlines()[-1] == ("reference solutions (column 'canonical_solution', first 3 rows) score: "
                                             "code_tests 0.00")
     assert done.stderr == ("warning: reference solutions (column 'canonical_solution') score 0.00 with code_tests: "

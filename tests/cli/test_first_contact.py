@@ -1,9 +1,9 @@
 """A new user's first runs (issue 28): paths relative to the config file, errors that name the key and the rule,
 helpful unknown keys, a missing column, an unreachable hub, checks in the `--nproc` parent, compare from elsewhere.
 
-The run from another directory and the `--nproc` parent's check run as real `python -m groupwise.cli.main`
-subprocesses (in parallel, from the folder above the project); the other mistakes run through the same Typer
-app in this process. Each test checks exit code and the exact stderr.
+The run from another directory runs as a real `python -m groupwise.cli.main` subprocess (from the folder above
+the project); the mistakes run through the same Typer app in this process (the `--nproc` parent's check fails
+before any worker would start). Each test checks exit code and the exact stderr.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,18 +64,11 @@ def write_project(d: Path) -> None:
                                          "eval: {problems: 2, samples: 2, k: [1]}\n")
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Done:
+def run(args: list[str], cwd: Path) -> Done:
     started = time.monotonic()
     done = subprocess.run(CLI + args, capture_output=True, text=True, timeout=300, cwd=cwd,
-                          env=os.environ | {"OMP_NUM_THREADS": "1"} | (env or {}))
+                          env=os.environ | {"OMP_NUM_THREADS": "1"})
     return Done(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
-
-
-SUBPROCESSES = {
-    "from-another-directory": (["train", "proj/job.yaml", "--run-dir", "runs/a"], None),
-    "nproc-divisibility": (["train", "proj/job.yaml", "--nproc", "2", "--set", "rollout.prompts_per_step=3",
-                            "--run-dir", "runs/e"], None),
-}
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +76,6 @@ def project(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("first_contact")
     write_project(d)
     return d
-
-
-@pytest.fixture(scope="module")
-def results(project) -> dict[str, Done]:
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(run, args, project, env) for name, (args, env) in SUBPROCESSES.items()}
-        return {name: future.result() for name, future in futures.items()}
 
 
 def in_process(project: Path, monkeypatch, *args: str) -> Done:
@@ -114,8 +99,8 @@ def missing_heldout(path: Path, rule: str) -> str:
             f"data.heldout_path ({PATH_FIX})")
 
 
-def test_a_config_run_from_another_directory_finds_its_data_and_reward_file(project, results):
-    done = results["from-another-directory"]
+def test_a_config_run_from_another_directory_finds_its_data_and_reward_file(project):
+    done = run(["train", "proj/job.yaml", "--run-dir", "runs/a"], project)
     assert done.code == 0, done.stderr
     saved = yaml.safe_load((project / "runs" / "a" / "config.yaml").read_text())
     assert saved["data"]["path"] == str(project / "proj" / "rows.jsonl")
@@ -172,8 +157,9 @@ def test_near_miss_keys_and_trl_names_get_the_key_to_use(item, line, project, mo
     assert one_error(in_process(project, monkeypatch, "train", "--set", item, "--run-dir", "runs/g")) == line
 
 
-def test_nproc_checks_divisibility_in_the_parent_before_any_worker(project, results):
-    done = results["nproc-divisibility"]
+def test_nproc_checks_divisibility_in_the_parent_before_any_worker(project, monkeypatch):
+    done = in_process(project, monkeypatch, "train", "proj/job.yaml", "--nproc", "2", "--set",
+                      "rollout.prompts_per_step=3", "--run-dir", "runs/e")
     assert one_error(done) == ("error: rollout.prompts_per_step=3 does not divide by the world size 2 -- use a "
                                "multiple of 2 prompts per step, or 2 processes that divide it")
     assert done.stdout == "" and not (project / "runs" / "e").exists()
