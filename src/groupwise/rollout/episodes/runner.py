@@ -89,8 +89,8 @@ def run_episodes(engine: RolloutEngine, tokenizer: PreTrainedTokenizerBase, rows
         active = [e for e in episodes if not e.done]
         if not active:
             break
-        turns = _sample_turn(engine, active, prompts, keys, turn, group_size,
-                             min(max_new_tokens, max(spec.max_episode_tokens - len(e.tokens) for e in active)),
+        room = max(spec.max_episode_tokens - len(e.tokens) for e in active)
+        turns = _sample_turn(engine, active, prompts, keys, turn, group_size, max(1, min(max_new_tokens, room)),
                              sampling)
         for episode, (ids, logp, ended) in zip(active, turns, strict=True):
             _after_turn(episode, ids, logp, ended, turn, spec, chat, tokenizer)
@@ -166,7 +166,7 @@ def _row(out: Completions, r: int) -> tuple[list[int], list[float], bool]:
 def _after_turn(episode: Episode, ids: list[int], logp: list[float], ended: bool, turn: int, spec: EnvironmentSpec,
                 chat: ChatFormat, tokenizer: PreTrainedTokenizerBase) -> None:
     """Record the sampled turn, ask the environment, and append its reply's tokens unless the episode ends."""
-    room = spec.max_episode_tokens - len(episode.tokens)
+    room = max(spec.max_episode_tokens - len(episode.tokens), 0)  # a long reset remainder may leave none
     if len(ids) > room:  # the episode's budget ends inside this turn
         ids, logp, ended, episode.truncated = ids[:room], logp[:room], False, True
     episode.add(ids, logp, trained=True)
