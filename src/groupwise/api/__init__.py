@@ -19,6 +19,7 @@ from groupwise.api.inputs import (
     as_rows,
     build_rewards,
     dataset_overrides,
+    environment_overrides,
     prepare_model,
     write_rows,
 )
@@ -63,7 +64,7 @@ def train(config: ConfigLike = None, overrides: Sequence[str] = (), *, dataset: 
           rewards: Sequence[RewardItem] | None = None, reward_weights: Sequence[float] | None = None,
           model: Any = None, tokenizer: Any = None, run_dir: str | Path | None = None,
           on_step: StepCallback | None = None, overwrite: bool = False, resume: bool = False,
-          console: Any = None) -> Run:
+          console: Any = None, environment: Any = None) -> Run:
     """Train with GRPO (or the configured variant) and write a run folder, as `groupwise train` does.
 
     config: None (the embedded default job), a YAML path, a dict of sections or a groupwise.Config.
@@ -82,6 +83,9 @@ def train(config: ConfigLike = None, overrides: Sequence[str] = (), *, dataset: 
         (checkpoint, final weights and summary are written; summary["stopped_at_step"] says where).
     resume: continue run_dir from its newest intact checkpoint with its own config (overrides as for
         `train --resume`); pass rewards/model again if the run was started with callables or a model object.
+    environment: multi-turn episodes (docs/environments.md): a class, step style (reset/step) or tool style (reset
+        and typed, documented methods as tools, as TRL's environment_factory); reward functions then also get
+        environments= (the instances). Or a built-in name (python_tool, code_feedback), or 'file.py:Class'.
     Returns a Run: .summary (summary.json as a dict), .run_dir, .model (the trained model), .tokenizer.
     """
     from groupwise.train.checkpoint import discard_untrained
@@ -99,6 +103,8 @@ def train(config: ConfigLike = None, overrides: Sequence[str] = (), *, dataset: 
         folder = prepare_run_dir(Path(run_dir) if run_dir is not None else None, overwrite)
     try:
         cfg = _with_dataset(cfg, dataset, heldout, folder)
+        if environment is not None:
+            cfg = cfg.override(environment_overrides(environment))
         _check_rows(cfg)
         functions = None
         if rewards is not None:

@@ -85,7 +85,7 @@ def _anchor_value(key: str, value: Any, folder: Path) -> str | None:
         return None
     if key == "model.name":
         return absolute(value, folder) if looks_local_model(value, folder) else None
-    if key.endswith(".name"):  # a reward
+    if key.endswith(".name") or key == "environment.path":  # a reward, or an environment class: file.py:NAME
         found = reward_file(value)
         return f"{absolute(found[0], folder)}:{found[1]}" if found else None
     return absolute(value, folder) if is_local_data(value) else None
@@ -94,7 +94,8 @@ def _anchor_value(key: str, value: Any, folder: Path) -> str | None:
 def path_entries(mapping: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
     """(key, the dict holding it, its name there) of every path a config mapping can hold."""
     found = []
-    for section, names in (("model", ("name", "cache_dir")), ("data", ("path", "heldout_path"))):
+    for section, names in (("model", ("name", "cache_dir")), ("data", ("path", "heldout_path")),
+                           ("environment", ("path",))):
         node = mapping.get(section)
         if isinstance(node, dict):
             found += [(f"{section}.{name}", node, name) for name in names if name in node]

@@ -18,6 +18,7 @@ from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.problem_samples import (
     chunks,
+    episode_sampler,
     greedy_results,
     problems_per_chunk,
     prompt_key,
@@ -25,7 +26,6 @@ from groupwise.evaluate.problem_samples import (
 )
 from groupwise.rewards.columns import golds_of
 from groupwise.rewards.compute import RewardFunction
-from groupwise.rollout.sampler import as_sampler
 from groupwise.runtime.distributed import all_gather_objects, is_main, on_every_rank, run_on_main, shard, world_size
 
 Row = dict[str, Any]
@@ -134,7 +134,7 @@ def evaluate_passk(model, tokenizer, rows: list[Row], texts: list[str], rewards:
     done = run_on_main(lambda: read_results(path)) if path else {}  # rank 0's view of OUT, on every rank
     keys = [prompt_key(row) for row in rows]
     pending = [i for i, key in enumerate(keys) if key not in done]
-    model = as_sampler(model, cfg.rollout) if pending else model
+    model = episode_sampler(model, cfg) if pending else model
     if progress is not None and len(rows) > len(pending):
         progress(len(rows) - len(pending))
     for chunk in chunks(pending, problems_per_chunk(cfg, samples) * world_size()):

@@ -30,9 +30,13 @@ class RewardFunction:
     trl_inputs: bool = False  # user code (a Python callable, module:function): called with TRL's inputs
 
 
-def trl_inputs(prompts: list, completions: list[str], raw_prompts: list | None) -> tuple[list, list]:
+def trl_inputs(prompts: list, completions: list[str], raw_prompts: list | None,
+               conversations: list[list[dict]] | None = None) -> tuple[list, list]:
     """What TRL hands a reward function: each row's own prompt (a string, or a list of messages) and, for a
-    conversational prompt, each completion as [{"role": "assistant", "content": text}]."""
+    conversational prompt, each completion as [{"role": "assistant", "content": text}]; an episode's completion
+    is its `conversations` entry, every message after the prompt (assistant turns, tool results)."""
+    if conversations is not None:
+        return (prompts if raw_prompts is None else raw_prompts), conversations
     if raw_prompts is None:
         return prompts, completions
     shaped = [[{"role": "assistant", "content": c}] if isinstance(p, list) else c
@@ -137,17 +141,18 @@ def _locate_failure(fn: RewardFn, prompts, completions, completion_ids, columns)
 
 def score_batch(functions: list[RewardFunction], prompts: list, completions: list[str],
                 completion_ids: list[list[int]] | None, columns: dict[str, list], *, workers: int = 4,
-                timeout_s: float = 30.0, on_error: str = "raise", raw_prompts: list | None = None) -> Scores:
+                timeout_s: float = 30.0, on_error: str = "raise", raw_prompts: list | None = None,
+                conversations: list[list[dict]] | None = None) -> Scores:
     """Score N completions with every function (in parallel); columns are aligned with completions.
 
     Built-ins get the rendered prompt texts; user functions (``trl_inputs``) get ``raw_prompts``, the rows'
-    own prompts, as TRL passes them.
+    own prompts, as TRL passes them, and an episode's messages as its completion (`conversations`).
     """
     n = len(completions)
     table = torch.full((n, len(functions)), math.nan)
     errors: dict[str, int] = {}
     diagnostics: dict[str, Tensor] = {}
-    user_inputs = trl_inputs(prompts, completions, raw_prompts)
+    user_inputs = trl_inputs(prompts, completions, raw_prompts, conversations)
     row_prompts = raw_prompts if raw_prompts is not None else prompts  # for a built-in that reads them (code_tests)
     inputs = [user_inputs if f.trl_inputs else (row_prompts if getattr(f.fn, "row_prompts", False) else prompts,
                                                 completions) for f in functions]

@@ -31,28 +31,29 @@ def register_reward(name: str) -> Callable[[Callable[..., RewardFn]], Callable[.
     return wrap
 
 
-def load_reference(ref: str) -> RewardFn:
+def load_reference(ref: str, what: str = "reward", kind: str = "function") -> RewardFn:
+    """The object `file.py:NAME` or `module:NAME` names (a reward function; `what`/`kind` word the errors)."""
     target, _, attr = ref.rpartition(":")
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_file():
-            raise GroupwiseError(f"reward file '{target}' does not exist", "give an existing path as file.py:function")
-        spec = importlib.util.spec_from_file_location(f"groupwise_user_reward_{path.stem}", path)
+            raise GroupwiseError(f"{what} file '{target}' does not exist", f"give an existing path as file.py:{kind}")
+        spec = importlib.util.spec_from_file_location(f"groupwise_user_{what}_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         try:
             spec.loader.exec_module(module)  # type: ignore[union-attr]
         except Exception as err:  # noqa: BLE001 - user code: report, don't crash
-            raise GroupwiseError(f"reward file '{target}' failed to import: {err}",
+            raise GroupwiseError(f"{what} file '{target}' failed to import: {err}",
                                  "fix the error in that file") from err
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as err:
-            raise GroupwiseError(f"reward module '{target}' cannot be imported ({err})",
+            raise GroupwiseError(f"{what} module '{target}' cannot be imported ({err})",
                                  "check the module name and that it is on PYTHONPATH") from err
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise GroupwiseError(f"'{attr}' is not a function in '{target}'", "name a callable as module:function")
+        raise GroupwiseError(f"'{attr}' is not a {kind} in '{target}'", f"name a {kind} as module:{kind}")
     return fn
 
 

@@ -54,15 +54,18 @@ def write_samples(path: Path, step: int, batch, groups: int, rendered: list[str]
                   golds: list[dict[str, Any]] | None = None) -> None:
     """The first `groups` groups of a step: the prompt (and the text the model saw, `rendered`), the gold answer
     or tests (and `golds`: the gold as each reward read it), the completions, their total reward and each reward
-    function's score."""
-    g = batch.rollout.group_size
+    function's score. Episodes: each completion's whole conversation as `messages` (role, content), and the prompt
+    its episode started from as `rendered_prompt`."""
+    g, episodes = batch.rollout.group_size, batch.rollout.episodes
     with path.open("a") as f:
         for p in range(min(groups, len(batch.rows))):
             rows = range(p * g, (p + 1) * g)
             row = batch.rows[p]
+            seen = episodes.prompts[p * g] if episodes is not None else (
+                rendered[p] if rendered and p < len(rendered) else None)
             f.write(json.dumps({
                 "step": step, "prompt": row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1],
-                **({"rendered_prompt": rendered[p]} if rendered and p < len(rendered) else {}),
+                **({"rendered_prompt": seen} if seen else {}),
                 "answer": row.get("answer"), **({"gold": golds[p]} if golds and p < len(golds) and golds[p] else {}),
                 **({"tests": row["tests"]} if "tests" in row else {}),
                 "completions": [batch.rollout.completions[i] for i in rows],
@@ -71,6 +74,7 @@ def write_samples(path: Path, step: int, batch, groups: int, rendered: list[str]
                                         for j, name in enumerate(batch.scores.names)},
                 "advantages": [round(float(a), 4) for a in batch.advantages[p]],
                 "truncated": [not bool(batch.rollout.ended_with_eos[i]) for i in rows],
+                **({"messages": [episodes.messages[i] for i in rows]} if episodes is not None else {}),
             }) + "\n")
 
 
