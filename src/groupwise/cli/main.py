@@ -13,6 +13,7 @@ from rich.table import Table
 from groupwise.cli.commands import register_commands
 from groupwise.cli.errors import one_line_errors
 from groupwise.cli.quiet import VERBOSE_HELP, quiet_third_party
+from groupwise.cli.serve import register_serve_command
 from groupwise.config.load import build_config
 from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
@@ -270,6 +271,7 @@ def eval_(
 
 
 register_commands(app, console)
+register_serve_command(app, console)
 
 
 @app.command("config")

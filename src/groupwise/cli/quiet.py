@@ -11,7 +11,7 @@ from groupwise.runtime.quiet import THIRD_PARTY_MODULES
 
 # loggers of the libraries groupwise drives; its own (groupwise.*) keep warning, e.g. the sandbox fallback
 THIRD_PARTY_LOGGERS = ("math_verify", "latex2sympy2_extended", "transformers", "peft", "datasets",
-                       "huggingface_hub", "accelerate", "torch")
+                       "huggingface_hub", "accelerate", "torch", "vllm")
 VERBOSE_HELP = "Show other libraries' warnings, logs and load bars (hidden by default)."
 
 
@@ -29,6 +29,7 @@ def quiet_third_party(verbose: bool = False) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # read when vllm is imported (rollout.engine vllm)
     if "transformers" in sys.modules or "huggingface_hub" in sys.modules:
         _disable_library_bars()
 

@@ -20,12 +20,21 @@ def _default(field) -> str:
     return json.dumps(value)
 
 
+def _rows(prefix: str, model: type[BaseModel]) -> list[str]:
+    """The rows of one section; a nested section (rollout.vllm) gets a row per key of its own."""
+    lines = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            lines += _rows(f"{prefix}{name}.", field.annotation)
+            continue
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{prefix}{name}` | `{_default(field)}` | {description} |")
+    return lines
+
+
 def reference_markdown() -> str:
     """One markdown table row per config key: key, default, description."""
     lines = ["| key | default | description |", "|---|---|---|"]
     for section, section_field in Config.model_fields.items():
-        model = section_field.annotation
-        for name, field in model.model_fields.items():
-            description = (field.description or "").replace("|", "\\|")
-            lines.append(f"| `{section}.{name}` | `{_default(field)}` | {description} |")
+        lines += _rows(f"{section}.", section_field.annotation)
     return "\n".join(lines)

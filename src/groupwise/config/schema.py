@@ -160,9 +160,34 @@ class AlgorithmConfig(Section):
     is_cap: float = Field(2.0, gt=0, description="Importance weight cap.")
 
 
+class VLLMConfig(Section):
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="Share of the GPU's memory vLLM may take "
+                                          "(weights and KV cache) beside the trainer; GPU only.")
+    cpu_kv_cache_gb: float = Field(1.0, gt=0, description="GiB of KV cache on a CPU (vLLM's CPU backend would "
+                                   "otherwise take most of the RAM).")
+    max_model_len: int | None = Field(None, ge=16, description="Longest prompt + completion in tokens (default: "
+                                      "the model's own limit).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="vLLM's weight and compute precision; auto: the policy's own dtype.")
+    enable_sleep_mode: bool = Field(False, description="GPU: free vLLM's memory while the trainer updates and take "
+                                    "it back for sampling (a no-op on a CPU).")
+    enforce_eager: Literal["auto"] | bool = Field("auto", description="Run without CUDA graphs / torch.compile; "
+                                                   "auto: eager on a CPU, graphs on a GPU.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one vLLM engine spans (colocated: 1).")
+    lora_sync: Literal["merged", "adapter"] = Field(
+        "merged", description="With LoRA: send the merged weights after each step, or the adapter alone (vLLM "
+        "applies it per token).")
+    sync_timeout_s: float = Field(300.0, gt=0, description="A weight sync (or a server's answer) that takes longer "
+                                  "stops the run with a checkpoint.")
+    url: str | None = Field(None, description="engine vllm_server: the `groupwise serve-rollout` address, e.g. "
+                            "http://127.0.0.1:8471.")
+
+
 class RolloutConfig(Section):
-    engine: Literal["fast", "hf"] = Field("fast", description="fast: a copy of the policy decoding each prompt "
-                                          "once per group; hf: plain transformers generate.")
+    engine: Literal["fast", "hf", "vllm", "vllm_server"] = Field(
+        "fast", description="fast: a copy of the policy decoding each prompt once per group; hf: plain "
+        "transformers generate; vllm: vLLM in this process (colocated); vllm_server: a `groupwise serve-rollout` "
+        "process at rollout.vllm.url (docs/vllm.md).")
     weights: Literal["auto", "copy", "shared"] = Field(
         "auto", description="The fast engine decodes from a copy of the policy (copy: LoRA merged in float32, kept "
         "beside the frozen weights in bf16; one more model in memory) or from the policy itself (shared); auto: copy "
@@ -176,6 +201,44 @@ class RolloutConfig(Section):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
     batch_size: int | None = Field(None, ge=1, description="Sequences generated at once (default: all).")
+    max_episode_tokens: int = Field(512, ge=1, description="With an environment: tokens of one episode at most, "
+                                    "the model's turns and the environment's messages together; an episode that "
+                                    "reaches it ends and is flagged truncated (DAPO's overlong options apply).")
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="Settings of the vllm engines.")
+
+    @model_validator(mode="after")
+    def _check_server_url(self) -> RolloutConfig:
+        if self.engine == "vllm_server" and not self.vllm.url:
+            raise ValueError("rollout.engine vllm_server needs rollout.vllm.url (where `groupwise serve-rollout` "
+                             "listens, e.g. http://127.0.0.1:8471)")
+        return self
+
+
+class EnvironmentConfig(Section):
+    name: str | None = Field(None, description="A built-in environment: python_tool (arithmetic with a sandboxed "
+                             "python tool) or code_feedback (write code, read the failing tests, revise); "
+                             "docs/environments.md.")
+    path: str | None = Field(None, description="Your environment class as file.py:Class or module:Class: step "
+                             "style (reset/step) or tool style (reset and tool methods, as TRL's "
+                             "environment_factory).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the environment's "
+                                   "constructor.")
+    max_turns: int = Field(3, ge=1, description="Assistant turns per episode at most.")
+
+    @property
+    def enabled(self) -> bool:
+        return self.name is not None or self.path is not None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_environment_file(cls, path: str | None) -> str | None:
+        return None if path is None else resolve_reward_name(path)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvironmentConfig:
+        if self.name is not None and self.path is not None:
+            raise ValueError("environment: give a built-in `name` or your class's `path`, not both")
+        return self
 
 
 class TrainConfig(Section):
@@ -234,6 +297,8 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    environment: EnvironmentConfig = Field(default_factory=EnvironmentConfig, description="Multi-turn episodes "
+                                           "and tools (docs/environments.md); off unless name or path is set.")
     _notes: list[str] = PrivateAttr(default_factory=list)  # what validation adjusted, shown once by the CLI
     _path_rules: dict[str, str] = PrivateAttr(default_factory=dict)  # path key -> where its relative path started
 
@@ -270,8 +335,9 @@ class Config(Section):
         if self.algorithm.dual_clip is not None and self.algorithm.loss != "clip":
             raise ValueError(f"algorithm.dual_clip applies to the clip loss only, not to '{self.algorithm.loss}' "
                              "(set algorithm.dual_clip to null or algorithm.loss to clip)")
-        if self.rewards.functions == []:
-            raise ValueError("rewards.functions is empty: give at least one reward function")
+        if self.rewards.functions == [] and not self.environment.enabled:
+            raise ValueError("rewards.functions is empty: give at least one reward function (or an environment "
+                             "that rewards its episodes)")
         if self.rewards.functions is None and self.data.task == "rust-functions":
             RewardsConfig.model_validate({**self.rewards.model_dump(), "functions": [
                 {"name": "code_tests", "params": {"language": "rust"}}]})  # the task's reward: same check

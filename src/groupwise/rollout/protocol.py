@@ -12,7 +12,13 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from groupwise.errors import GroupwiseError
 from groupwise.rollout.completions import Completions, SamplingParams
+
+
+class EngineFailure(GroupwiseError):
+    """An engine that stopped working mid-run (a weight sync failed or timed out, a server died): the loop saves
+    a checkpoint of the last finished step before it stops with this error's line."""
 
 
 @runtime_checkable

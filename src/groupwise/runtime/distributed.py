@@ -168,21 +168,23 @@ def on_every_rank(fn: Callable[..., T], *args: Any) -> T:
 
     For work whose failure can differ between ranks (scoring one shard: a reward that fails on one bad row):
     the ranks that did not fail would otherwise wait in their next collective until it times out. The failing
-    rank raises its own exception (a bug keeps its traceback); the others a GroupwiseError naming it."""
+    rank raises its own exception (a bug keeps its traceback); the others a GroupwiseError (of the failing rank's
+    subclass) naming it."""
     if world_size() == 1:
         return fn(*args)
     value, error, failure = None, None, None
     try:
         value = fn(*args)
     except GroupwiseError as err:
-        error, failure = err, (err.problem, err.fix)
+        error, failure = err, (err.problem, err.fix, type(err))
     except Exception as err:  # noqa: BLE001 - a bug: handed to every rank below, then raised with its traceback
-        error, failure = err, (f"{type(err).__name__}: {err}", "its traceback is in that rank's log")
+        error, failure = err, (f"{type(err).__name__}: {err}", "its traceback is in that rank's log", GroupwiseError)
     for where, failed in enumerate(all_gather_objects(failure)):
         if failed is not None:
             if error is not None and not isinstance(error, GroupwiseError):
                 raise error
-            raise GroupwiseError(f"rank {where}: {failed[0]}", failed[1])
+            problem, fix, kind = failed
+            raise kind(f"rank {where}: {problem}", fix)  # the same kind on every rank (e.g. an engine failure)
     return value
 
 

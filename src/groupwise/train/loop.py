@@ -25,6 +25,7 @@ from groupwise.models.load import load_configured_model, resolve_device
 from groupwise.rewards.answer_check import answer_format_warning
 from groupwise.rewards.columns import check_reward_columns, golds_of
 from groupwise.rewards.compute import configured_rewards, with_named_rewards
+from groupwise.rollout.protocol import EngineFailure
 from groupwise.runtime.distributed import (
     all_max,
     barrier,
@@ -113,9 +114,26 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     rollout_tokens = state.get("rollout_tokens", 0)  # completion tokens sampled so far, dropped groups included
     progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress and is_main(), console=console)
     last_save = time.monotonic()  # train.save_every_minutes counts from here and from each checkpoint
+    def checkpoint_now(done: int) -> None:
+        """A checkpoint of step `done`, with the loop's counters as they stand."""
+        nonlocal saved, last_save
+        loop = {"low_streak": low_streak, "nonfinite": nonfinite, "base": summary.get("base"),
+                "train_seconds": time.perf_counter() - started, "rollout_tokens": rollout_tokens}
+        if is_main() or policy.sharded:  # replicated: rank 0 writes; FSDP2: every rank its shards
+            save_checkpoint(run_dir, done, policy, optimizer, scheduler, cursor=stream.cursor,
+                            components=components, loop=loop, keep=cfg.train.keep_checkpoints)
+        saved, last_save = done, time.monotonic()
+
     with StopRequest(run_dir) as stop, progress_bar as progress:
         for step in range(start + 1, cfg.train.steps + 1):
-            metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts, step=step)
+            cursor = stream.cursor
+            try:
+                metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts, step=step)
+            except EngineFailure as failure:  # nothing of this step is kept: the last finished one is saved
+                stream.cursor, stream.order = cursor, []
+                if saved < step - 1:
+                    checkpoint_now(step - 1)
+                raise engine_stop(failure, step - 1, run_dir) from failure
             batch = metrics.pop("_batch")
             rollout_tokens += metrics["sampled_tokens"]
             metrics["rollout_tokens"] = rollout_tokens
@@ -143,17 +161,19 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
             halt = bool(all_max(float(inputs.stop_after(step, metrics))))  # on_step returned False on some rank
             if nonfinite == 0 and (signum or halt or step == cfg.train.steps or _due(step, cfg)
                                    or all_max(float(_overdue(last_save, cfg)))):
-                loop = {"low_streak": low_streak, "nonfinite": nonfinite, "base": summary.get("base"),
-                        "train_seconds": time.perf_counter() - started, "rollout_tokens": rollout_tokens}
-                if is_main() or policy.sharded:  # replicated: rank 0 writes; FSDP2: every rank its shards
-                    save_checkpoint(run_dir, step, policy, optimizer, scheduler, cursor=stream.cursor,
-                                    components=components, loop=loop, keep=cfg.train.keep_checkpoints)
-                saved, last_save = step, time.monotonic()
+                checkpoint_now(step)
             if signum:
                 raise TrainingInterrupted(saved, signum, run_dir)
             if halt:
                 summary["stopped_at_step"] = step
                 break
+            if step < cfg.train.steps:
+                try:  # the engine takes this step's update now: a failing sync stops here, with a checkpoint
+                    policy.refresh_sampler()
+                except EngineFailure as failure:
+                    if saved < step:
+                        checkpoint_now(step)
+                    raise engine_stop(failure, step, run_dir) from failure
     summary["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
     summary["rollout_tokens"] = rollout_tokens
     if log is not None:
@@ -201,6 +221,13 @@ def resume_point(run_dir: Path, cfg: Config, console=None) -> Checkpoint | None:
     where = f"checkpoint {checkpoint.folder.name}" if checkpoint else "the start (no intact checkpoint yet)"
     (console or output_console(stderr=True)).print(f"resuming from {where} at step {step}")
     return checkpoint
+
+
+def engine_stop(failure: GroupwiseError, done: int, run_dir: Path) -> GroupwiseError:
+    """The rollout engine failed after step `done`: its line, where the run stands, and how to continue."""
+    kept = (f"the checkpoint of step {done} is in {run_dir}; continue with `groupwise train --resume {run_dir}`"
+            if done else "nothing was trained yet")
+    return GroupwiseError(f"{failure.problem} (after step {done}; {kept})", failure.fix)
 
 
 def nonfinite_error(count: int, step: int, saved: int, run_dir: Path) -> GroupwiseError:

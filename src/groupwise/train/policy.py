@@ -14,6 +14,7 @@ from peft.helpers import disable_input_dtype_casting
 from transformers import PreTrainedModel
 
 from groupwise.config.schema import Config, RolloutConfig
+from groupwise.environments.registry import configured_environment
 from groupwise.errors import GroupwiseError
 from groupwise.models.precision import autocast, resolve_bf16
 from groupwise.rollout.completions import Rollout
@@ -39,12 +40,18 @@ class Policy:
     def updated(self) -> None:
         self.version += 1
 
-    def sample(self, tokenizer, texts: list[str], rollout: RolloutConfig, keys: list[int] | None = None) -> Rollout:
-        """`rollout.group_size` completions per text from the current weights; `keys`: one stream key per text."""
+    def sample(self, tokenizer, texts: list[str], rollout: RolloutConfig, keys: list[int] | None = None,
+               rows: list[dict] | None = None) -> Rollout:
+        """`rollout.group_size` completions per text from the current weights; `keys`: one stream key per text;
+        `rows`: the texts' data rows (an environment's episodes start from them)."""
+        self.refresh_sampler()
+        return self.sampler(tokenizer, texts, group_size=rollout.group_size, keys=keys, rows=rows)
+
+    def refresh_sampler(self) -> None:
+        """Hand the sampler's engine the weights of the last update, if it does not hold them yet."""
         if self._sampler_version != self.version:
             self.sampler.refresh()
             self._sampler_version = self.version
-        return self.sampler(tokenizer, texts, group_size=rollout.group_size, keys=keys)
 
     @contextlib.contextmanager
     def training_precision(self) -> Iterator[None]:
@@ -91,7 +98,7 @@ def wrap_policy(model: PreTrainedModel, cfg: Config) -> Policy:
     model.requires_grad_(True)
     sharded = world_size() > 1
     if sharded:  # FSDP2, the reference sharded the same way (it needs 1/W of its memory on each rank)
-        if cfg.rollout.engine != "fast":
+        if cfg.rollout.engine == "hf":
             raise GroupwiseError("rollout.engine=hf with full fine-tuning on several processes would gather the "
                                  "sharded weights for every token", "use rollout.engine=fast (the default)")
         bf16 = resolve_bf16(cfg.train.bf16, model)
@@ -102,5 +109,5 @@ def wrap_policy(model: PreTrainedModel, cfg: Config) -> Policy:
 
 def _with_sampler(policy: Policy, cfg: Config) -> Policy:
     policy.bf16 = resolve_bf16(cfg.train.bf16, policy.model)
-    policy.sampler = Sampler(policy.model, cfg.rollout)
+    policy.sampler = Sampler(policy.model, cfg.rollout, environment=configured_environment(cfg))
     return policy

@@ -17,6 +17,8 @@ from groupwise.errors import GroupwiseError
 from groupwise.models.precision import bf16_pays
 from groupwise.rollout.engines.fast import FastEngine
 from groupwise.rollout.engines.hf import HFEngine
+from groupwise.rollout.engines.vllm import VLLMEngine
+from groupwise.rollout.engines.vllm_server import VLLMServerEngine
 from groupwise.rollout.protocol import RolloutEngine
 
 EngineBuilder = Callable[[Any, RolloutConfig], RolloutEngine]
@@ -42,7 +44,8 @@ def hf_engine(model: Any, rollout: RolloutConfig) -> HFEngine:
     return HFEngine(model, rollout.batch_size)
 
 
-ENGINES: dict[str, EngineBuilder] = {"fast": fast_engine, "hf": hf_engine}
+ENGINES: dict[str, EngineBuilder] = {"fast": fast_engine, "hf": hf_engine, "vllm": VLLMEngine,
+                                     "vllm_server": VLLMServerEngine}
 
 
 def register_engine(name: str, build: EngineBuilder) -> None:
