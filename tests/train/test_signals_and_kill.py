@@ -74,13 +74,13 @@ def test_signal_finishes_the_step_saves_and_exits(signum, code, tmp_path):
 
 
 def test_kill_9_at_random_moments_never_loads_a_partial_checkpoint(tmp_path):
-    steps, run, rng = 30, tmp_path / "run", random.Random(6)
+    steps, run, rng = 20, tmp_path / "run", random.Random(6)
     env = os.environ | {SLOW_ENV: "0.05"}  # widen the window in which a kill lands mid-checkpoint
     args = sets(*TINY, f"train.steps={steps}", "train.save_every=1", "train.keep_checkpoints=2")
     whole = tmp_path / "whole"  # the same job, never interrupted (meanwhile): same metrics and weights
     uninterrupted = start(["--run-dir", str(whole)] + args, tmp_path / "whole.txt")
     try:
-        kill_and_resume_ten_times(run, args, steps, env, rng, tmp_path)
+        kill_and_resume_six_times(run, args, steps, env, rng, tmp_path)
         assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "whole.txt").read_text()
     finally:
         uninterrupted.kill()
@@ -97,11 +97,11 @@ def test_kill_9_at_random_moments_never_loads_a_partial_checkpoint(tmp_path):
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
 
 
-def kill_and_resume_ten_times(run: Path, args: list[str], steps: int, env: dict[str, str], rng: random.Random,
+def kill_and_resume_six_times(run: Path, args: list[str], steps: int, env: dict[str, str], rng: random.Random,
                               tmp_path: Path) -> None:
-    """Start (then resume) the run and kill -9 it ten times: during start-up, mid-checkpoint, at random."""
+    """Start (then resume) the run and kill -9 it six times: during start-up, mid-checkpoint, at random."""
     mid_write = resumed_checks = 0
-    for attempt in range(10):
+    for attempt in range(6):
         log = tmp_path / f"log{attempt}.txt"
         expected = newest_intact(run)
         proc = start((["--run-dir", str(run)] if attempt == 0 else ["--resume", str(run)]) + args, log, env)
@@ -125,8 +125,8 @@ def kill_and_resume_ten_times(run: Path, args: list[str], steps: int, env: dict[
             resumed_checks += 1
             assert f"at step {expected}\n" in text, text
         assert "Traceback" not in text, text
-        assert newest_intact(run) < steps, "the run finished before it was killed 10 times"
-    assert mid_write >= 3 and resumed_checks >= 6
+        assert newest_intact(run) < steps, "the run finished before it was killed 6 times"
+    assert mid_write >= 2 and resumed_checks >= 4
 
 
 def untimed(record: dict) -> dict:
