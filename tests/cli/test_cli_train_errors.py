@@ -2,6 +2,9 @@ import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner
+
+from groupwise.cli.main import app
 
 CLI = [sys.executable, "-m", "groupwise.cli.main"]
 
@@ -13,20 +16,25 @@ CLI = [sys.executable, "-m", "groupwise.cli.main"]
     (["train", "missing.yaml"], "does not exist"),
 ])
 def test_cli_reports_bad_input_in_one_line_with_exit_2(args, text, tmp_path):
-    done = subprocess.run(CLI + args + ["--run-dir", str(tmp_path / "run")], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 2
+    done = CliRunner().invoke(app, args + ["--run-dir", str(tmp_path / "run")])
+    assert done.exit_code == 2, done.output
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
 
 
+def test_a_bad_input_in_a_real_process_is_one_line_with_exit_2(tmp_path):
+    done = subprocess.run(CLI + ["train", "--set", "rollout.group_size=1", "--run-dir", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and len(done.stderr.splitlines()) == 1
+    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
+
+
 def test_existing_run_folder_is_not_overwritten(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "keep.txt").write_text("precious")
-    done = subprocess.run(CLI + ["train", "--run-dir", str(run), "--set", "model.name=tiny-random"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "--resume" in done.stderr and "--overwrite" in done.stderr
+    done = CliRunner().invoke(app, ["train", "--run-dir", str(run), "--set", "model.name=tiny-random"])
+    assert done.exit_code == 2 and "--resume" in done.stderr and "--overwrite" in done.stderr
     assert (run / "keep.txt").read_text() == "precious"

@@ -14,12 +14,10 @@ TINY = ["model.name=tiny-random", "rollout.prompts_per_step=2", "rollout.group_s
 def test_quiet_by_default_verbose_shows_library_warnings(tmp_path):
     """math-verify's timeout warning and other libraries' warnings appear only with --verbose."""
     common = [a for item in TINY for a in ("--set", item)]
-    quiet = subprocess.run(CLI + ["--run-dir", str(tmp_path / "q")] + common, capture_output=True, text=True,
-                           timeout=300)
-    assert quiet.returncode == 0, quiet.stderr
-    loud = subprocess.run(CLI + ["--run-dir", str(tmp_path / "v"), "--verbose"] + common, capture_output=True,
-                          text=True, timeout=300)
-    assert loud.returncode == 0, loud.stderr
+    runs = [subprocess.Popen(CLI + ["--run-dir", str(tmp_path / name)] + flags + common, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for name, flags in (("q", []), ("v", ["--verbose"]))]
+    quiet, loud = (subprocess.CompletedProcess(run.args, 0, *run.communicate(timeout=300)) for run in runs)
+    assert [run.returncode for run in runs] == [0, 0], quiet.stderr + loud.stderr  # the two ran side by side
     assert "Timeout is disabled" in loud.stderr
     for noise in ("Timeout is disabled", "Warning", "Loading weights"):
         assert noise not in quiet.stderr + quiet.stdout, quiet.stderr

@@ -13,7 +13,9 @@ import time
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from groupwise.cli.main import app
 from groupwise.config.load import build_config
 from groupwise.data.prompts import render_prompts
 from groupwise.data.source import load_rows
@@ -206,11 +208,10 @@ def test_a_missing_server_is_one_line_and_leaves_no_run(tmp_path, model_folder):
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}"
     run = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "groupwise.cli.main", "train", "--run-dir", str(run), "--set",
-                           f"model.name={model_folder}", "--set", "rollout.engine=vllm_server", "--set",
-                           f"rollout.vllm.url={url}", "--set", "eval.before_after=false", "--set", "train.steps=2"],
-                          capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"}, timeout=300)
-    assert done.returncode == 2, done.stderr[-2000:]
+    sets = [f"model.name={model_folder}", "rollout.engine=vllm_server", f"rollout.vllm.url={url}",
+            "eval.before_after=false", "train.steps=2", "log.progress=false"]
+    done = CliRunner().invoke(app, ["train", "--run-dir", str(run)] + [a for item in sets for a in ("--set", item)])
+    assert done.exit_code == 2, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: no rollout server answers at {url}: the rollout "
                                                            f"server at {url} did not answer /health")
     assert "Traceback" not in done.stderr and not run.exists()
@@ -248,7 +249,7 @@ def _run_overrides(model_folder) -> list[str]:
             "rollout.max_new_tokens=6", "train.micro_batch_size=4", "train.steps=2", "eval.before_after=false",
             "log.progress=false", "data.train_size=32", "data.heldout_size=8", "train.threads=1",
             "log.samples_per_step=4", "model.dtype=float32", "train.bf16=false", "train.learning_rate=0.01",
-            "rollout.vllm.cpu_kv_cache_gb=0.1"]
+            "rollout.vllm.cpu_kv_cache_gb=1.0"]
 
 
 def test_one_and_two_processes_sample_the_same_completions_with_vllm(model_folder, tmp_path):
@@ -304,8 +305,8 @@ def test_the_embedded_model_decodes_through_vllm_as_through_the_fast_engine():
     vllm = sample_rollouts(engine, tokenizer, texts, **greedy)
     fast = sample_rollouts(FastEngine(model, torch.float32), tokenizer, texts, **greedy)
     assert vllm.completions == fast.completions
-    sampled = sample_rollouts(engine, tokenizer, texts[:8], group_size=4, max_new_tokens=cfg.rollout.max_new_tokens,
-                              keys=list(range(8)))
+    sampled = sample_rollouts(engine, tokenizer, texts[:4], group_size=4, max_new_tokens=cfg.rollout.max_new_tokens,
+                              keys=list(range(4)))
     valid = sampled.completion_mask.bool()
     gap = (sampled.sampling_logp - token_logprobs(model, sampled))[valid].abs()
-    assert gap.mean() < 1e-3 and valid.sum() > 100
+    assert gap.mean() < 1e-3 and valid.sum() > 100  # 6.6e-6 on 640 tokens when measured (2026-12-05)

@@ -32,11 +32,11 @@ MODES = {
     "grpo-lora": ["algorithm.scale=batch", "eval.before_after=true", "eval.num_problems=7", "eval.samples=2",
                   "eval.batch_size=3"],
     # full fine-tuning (FSDP2 on 2 processes), DAPO's dynamic sampling (uneven refill rounds, so ranks hold
-    # different numbers of micro-batches), token-mean, the difficulty filter
+    # different numbers of micro-batches), token-mean, the difficulty filter, and beta 0.04 (DAPO's is 0): the
+    # reference model is sharded too
     "dapo-full": ["algorithm.preset=dapo", "lora.enabled=false", "algorithm.max_sampling_rounds=3",
-                  "algorithm.overlong_cache=4", "data.difficulty_filter={visits: 1}", "train.learning_rate=0.001"],
-    # full fine-tuning (FSDP2), GRPO with beta 0.04: the reference model is sharded too
-    "grpo-full": ["lora.enabled=false", "train.learning_rate=0.001"],
+                  "algorithm.overlong_cache=4", "data.difficulty_filter={visits: 1}", "train.learning_rate=0.001",
+                  "algorithm.beta=0.04"],
     # two-turn episodes (a step-style environment, its reward a column), with dynamic sampling and an evaluation
     "episodes-lora": ["environment.path=tests/environments/env_helpers.py:TwoTurns", "rollout.max_new_tokens=4",
                       "algorithm.dynamic_sampling=true", "eval.before_after=true", "eval.num_problems=3",

@@ -17,7 +17,7 @@ from groupwise.train.metrics import read_metrics
 
 TINY = ["model.name=tiny-random", "rollout.prompts_per_step=2", "rollout.group_size=4", "rollout.max_new_tokens=4",
         "train.micro_batch_size=8", "eval.before_after=false", "log.progress=false", "data.train_size=16",
-        "train.threads=1", "model.dtype=float32", "train.bf16=false", "rollout.dtype=float32", "train.steps=20"]
+        "train.threads=1", "model.dtype=float32", "train.bf16=false", "rollout.dtype=float32", "train.steps=10"]
 
 
 def sets(*items: str) -> list[str]:
@@ -41,12 +41,12 @@ def test_the_same_command_submitted_twice_continues_the_run(tmp_path):
     finally:
         first.kill()
     stopped = len(read_metrics(run))
-    assert 2 <= stopped < 20 and [s for s, _ in list_checkpoints(run)] == [stopped]
+    assert 2 <= stopped < 10 and [s for s, _ in list_checkpoints(run)] == [stopped]
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)  # resubmitted as is
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming from checkpoint checkpoint-{stopped:06d} at step {stopped}\n" in second.stderr
-    assert [m["step"] for m in read_metrics(run)] == list(range(1, 21))  # each step once
+    assert [m["step"] for m in read_metrics(run)] == list(range(1, 11))  # each step once
     assert (run / "final").is_dir() and (run / "summary.json").is_file()
 
     other = CliRunner().invoke(app, ["train", "--resume-if-exists", "--run-dir", str(run),

@@ -145,14 +145,14 @@ def test_kill_9_after_save_every_minutes_leaves_a_resumable_checkpoint(tmp_path)
         proc.wait(timeout=30)
     saved = newest_intact(run)
     assert 2 <= saved < 400 and len(read_metrics(run)) >= saved
+    whole = tmp_path / "whole"  # never interrupted, no timer: the same metrics and weights (run meanwhile)
+    args = sets(*TINY, f"train.steps={saved + 2}", "train.save_every=0", "train.save_every_minutes=0")
+    uninterrupted = start(["--run-dir", str(whole)] + args, tmp_path / "whole.txt")
     end = sets(f"train.steps={saved + 2}")
     done = subprocess.run(CLI + ["--resume", str(run)] + end, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"resuming from checkpoint checkpoint-{saved:06d} at step {saved}\n" in done.stderr
-    whole = tmp_path / "whole"  # never interrupted, no timer: the same metrics and weights
-    args = sets(*TINY, f"train.steps={saved + 2}", "train.save_every=0", "train.save_every_minutes=0")
-    done = subprocess.run(CLI + ["--run-dir", str(whole)] + args, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "whole.txt").read_text()
     assert [untimed(r) for r in read_metrics(run)] == [untimed(r) for r in read_metrics(whole)]
     a, b = (load_file(r / "final" / "adapter_model.safetensors") for r in (run, whole))
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6

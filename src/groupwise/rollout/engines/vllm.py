@@ -23,7 +23,7 @@ from groupwise.config.schema import RolloutConfig
 from groupwise.rollout.completions import Completions, SamplingParams
 from groupwise.rollout.protocol import EngineFailure
 from groupwise.rollout.vllm_backend.local import LocalLLM, first_line
-from groupwise.rollout.vllm_backend.weights import base_model, lora_rank, plain_weights, save_checkpoint_folder
+from groupwise.rollout.vllm_backend.weights import base_model, checkpoint_folder, lora_rank, plain_weights
 
 _ENGINES: dict[str, LocalLLM] = {}  # one vLLM engine per model shape and settings in this process
 _ADAPTER_IDS = itertools.count(1)
@@ -40,13 +40,14 @@ class VLLMEngine:
         weakref.finalize(self, shutil.rmtree, self.folder, True)
         first = next(policy.parameters())
         dtype = str(first.dtype).removeprefix("torch.") if self.settings.dtype == "auto" else self.settings.dtype
-        key = repr((base_model(policy).config.to_json_string(), self.settings.model_dump(), dtype, self.rank))
+        shape = {k: v for k, v in base_model(policy).config.to_dict().items() if k != "_name_or_path"}
+        key = repr((sorted(shape.items()), self.settings.model_dump(), dtype, self.rank))
         if key not in _ENGINES:
-            checkpoint = save_checkpoint_folder(policy, self.folder / "base", merge_lora=self.rank is None)
+            checkpoint = checkpoint_folder(policy, self.folder / "base", merge_lora=self.rank is None)
             _ENGINES[key] = LocalLLM(checkpoint, self.settings, dtype=dtype, lora_rank=self.rank,
                                      on_cpu=first.device.type == "cpu")
         self.llm = _ENGINES[key]
-        if self.rank is not None:  # the frozen base once (a reused engine holds an earlier policy's)
+        if self.rank is not None:  # the frozen base once (the folder's, or an earlier policy's, may differ)
             within_timeout(lambda: self.llm.reload(plain_weights(policy, merge_lora=False)),
                            self.settings.sync_timeout_s)
         self.load_weights(policy)

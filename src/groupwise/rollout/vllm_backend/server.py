@@ -24,7 +24,7 @@ from groupwise.config.schema import Config
 from groupwise.models.load import load_configured_model
 from groupwise.rollout.completions import SamplingParams
 from groupwise.rollout.vllm_backend.local import LocalLLM, first_line
-from groupwise.rollout.vllm_backend.weights import save_checkpoint_folder
+from groupwise.rollout.vllm_backend.weights import checkpoint_folder
 
 
 class RolloutServer(HTTPServer):
@@ -89,7 +89,7 @@ def serve(cfg: Config, host: str, port: int, announce: Any = print) -> None:
     try:
         first = next(model.parameters())
         dtype = str(first.dtype).removeprefix("torch.") if cfg.rollout.vllm.dtype == "auto" else cfg.rollout.vllm.dtype
-        llm = LocalLLM(save_checkpoint_folder(model, folder), cfg.rollout.vllm, dtype=dtype,
+        llm = LocalLLM(checkpoint_folder(model, folder), cfg.rollout.vllm, dtype=dtype,
                        on_cpu=first.device.type == "cpu")
         del model
         server = RolloutServer(llm, host, port)

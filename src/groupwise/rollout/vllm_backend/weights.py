@@ -43,6 +43,16 @@ def base_model(policy: torch.nn.Module) -> torch.nn.Module:
     return policy.get_base_model() if hasattr(policy, "get_base_model") else policy
 
 
+def checkpoint_folder(policy: torch.nn.Module, folder: Path, merge_lora: bool = True) -> Path:
+    """A folder vLLM can start from: the model's own (a local Hugging Face folder with config.json and safetensors,
+    e.g. groupwise's dequantized GGUF cache), else `folder` with the policy's weights written into it. Either way
+    the engine loads the policy's current weights right after it starts."""
+    source = Path(getattr(base_model(policy), "name_or_path", "") or "")
+    if (source / "config.json").is_file() and any(source.glob("*.safetensors")):
+        return source
+    return save_checkpoint_folder(policy, folder, merge_lora)
+
+
 def save_checkpoint_folder(policy: torch.nn.Module, folder: Path, merge_lora: bool = True) -> Path:
     """A folder vLLM can load: the model's config.json and its weights in one safetensors file."""
     folder.mkdir(parents=True, exist_ok=True)
