@@ -1,12 +1,9 @@
-import subprocess
-import sys
+"""Bad train input through the Typer app in this process (tests/cli/test_bad_inputs.py also runs real processes)."""
 
 import pytest
 from typer.testing import CliRunner
 
 from groupwise.cli.main import app
-
-CLI = [sys.executable, "-m", "groupwise.cli.main"]
 
 
 @pytest.mark.parametrize("args, text", [
@@ -22,13 +19,6 @@ def test_cli_reports_bad_input_in_one_line_with_exit_2(args, text, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
-
-
-def test_a_bad_input_in_a_real_process_is_one_line_with_exit_2(tmp_path):
-    done = subprocess.run(CLI + ["train", "--set", "rollout.group_size=1", "--run-dir", str(tmp_path / "run")],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and done.stderr.startswith("error: ") and len(done.stderr.splitlines()) == 1
-    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path):
