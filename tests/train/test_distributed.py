@@ -28,9 +28,10 @@ BASE = ["model.name=tiny-random", "rollout.prompts_per_step=4", "rollout.group_s
         "model.dtype=float32", "train.bf16=false", "rollout.dtype=float32", "train.learning_rate=0.01",
         f"rewards.functions=[{{name: '{HELPERS}:record_rank'}}]"]
 MODES = {
-    # LoRA, GRPO, the batch-wide std (the advantages need every rank's rewards), the before/after evaluation
-    "grpo-lora": ["algorithm.scale=batch", "eval.before_after=true", "eval.num_problems=7", "eval.samples=2",
-                  "eval.batch_size=3"],
+    # LoRA, GRPO, the batch-wide std (the advantages need every rank's rewards, gathered by the producer on its
+    # own process group), asynchronous rollouts a step ahead, the before/after evaluation
+    "grpo-lora-async": ["algorithm.scale=batch", "eval.before_after=true", "eval.num_problems=7", "eval.samples=2",
+                        "eval.batch_size=3", "rollout.max_staleness=1"],
     # full fine-tuning (FSDP2 on 2 processes), DAPO's dynamic sampling (uneven refill rounds, so ranks hold
     # different numbers of micro-batches), token-mean, the difficulty filter, and beta 0.04 (DAPO's is 0): the
     # reference model is sharded too
@@ -98,6 +99,8 @@ def test_two_processes_train_the_same_model_as_one(mode, tmp_path, monkeypatch):
     assert all(m["grad_norm"] > 0 and m["skipped_update"] == 0 for m in metrics)  # every step trained
     if "episodes" in mode:  # every episode ran its two turns, on either world size
         assert [m["env/turns_mean"] for m in metrics] == [2.0] * 3 and "messages" in samples(tmp_path / "two")[0]
+    if "async" in mode:  # batches 2 and 3 came from the weights of steps 0 and 1
+        assert [m["rollout/staleness"] for m in metrics] == [0.0, 1.0, 1.0]
     if "dapo" in mode:  # refill rounds ran, some of them too small to reach every rank
         assert any(m["sampling_rounds"] > 1 for m in metrics), [m["sampling_rounds"] for m in metrics]
     for a, b in zip(read_metrics(tmp_path / "one"), metrics, strict=True):  # entropy, kl, ratio_mean, clip fractions...

@@ -159,6 +159,12 @@ class AlgorithmConfig(Section):
     is_mode: Literal["truncate", "mask"] = Field("truncate", description="TIS truncates at the cap; MIS masks.")
     is_cap: float = Field(2.0, gt=0, description="Importance weight cap.")
 
+    @field_validator("importance_sampling", mode="before")
+    @classmethod
+    def _off_as_yaml_reads_it(cls, value: Any) -> Any:
+        """YAML 1.1 reads a bare `off` (in a file or a --set) as false: it means "off" here."""
+        return "off" if value is False else value
+
 
 class VLLMConfig(Section):
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="Share of the GPU's memory vLLM may take "
@@ -205,6 +211,13 @@ class RolloutConfig(Section):
                                     "the model's turns and the environment's messages together; an episode that "
                                     "reaches it ends and is flagged truncated (DAPO's overlong options apply).")
     vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="Settings of the vllm engines.")
+    max_staleness: int = Field(0, ge=0, description="Asynchronous rollouts (docs/async.md): a producer samples and "
+                               "scores the batch of step s from the weights of step s-1-k while the trainer "
+                               "updates, k this value; 0: synchronous (sample, score, then update).")
+    producer_timeout_s: float = Field(600.0, gt=0, description="With max_staleness > 0: a producer that hands over "
+                                      "no batch for this long stops the run with a checkpoint.")
+    threads: int | None = Field(None, ge=1, description="With max_staleness > 0: the producer's torch CPU threads "
+                                "(default: half the cores; the trainer keeps train.threads, default the rest).")
 
     @model_validator(mode="after")
     def _check_server_url(self) -> RolloutConfig:
@@ -338,10 +351,28 @@ class Config(Section):
         if self.rewards.functions == [] and not self.environment.enabled:
             raise ValueError("rewards.functions is empty: give at least one reward function (or an environment "
                              "that rewards its episodes)")
+        self._check_async()
         if self.rewards.functions is None and self.data.task == "rust-functions":
             RewardsConfig.model_validate({**self.rewards.model_dump(), "functions": [
                 {"name": "code_tests", "params": {"language": "rust"}}]})  # the task's reward: same check
         return self
+
+    def _check_async(self) -> None:
+        """What asynchronous rollouts need: importance sampling on unless set, no filter fed by the trainer."""
+        if not self.rollout.max_staleness:
+            return
+        if self.data.difficulty_filter is not None:
+            raise ValueError("data.difficulty_filter learns from each step's rewards, which a producer running "
+                             "ahead has not seen: use rollout.max_staleness 0 with it, or drop the filter")
+        if self.eval.every and self.rollout.engine in ("vllm", "vllm_server"):
+            raise ValueError(f"eval.every with rollout.engine {self.rollout.engine} and rollout.max_staleness > 0 "
+                             "would share one vLLM engine between the producer and the evaluation: set eval.every "
+                             "to 0 (the before/after evaluation still runs)")
+        if "importance_sampling" not in self.algorithm.model_fields_set:
+            self.algorithm.importance_sampling = "token"
+            self._notes.append("rollout.max_staleness > 0: algorithm.importance_sampling off -> token (batches are "
+                               "sampled from older weights, which truncated importance weights correct; "
+                               "docs/async.md)")
 
     @classmethod
     def from_yaml(cls, path: str | Any, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -15,8 +15,10 @@ own, `groupwise/restart-N`.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -28,6 +30,7 @@ from groupwise.errors import GroupwiseError
 
 TIMEOUT_ENV = "GROUPWISE_COLLECTIVE_TIMEOUT_S"
 T = TypeVar("T")
+_thread = threading.local()  # .group: the process group this thread's object collectives use (None: the default)
 
 
 def launched_by_torchrun() -> bool:
@@ -79,6 +82,31 @@ def restart_store(timeout: timedelta) -> dist.Store | None:
     return dist.PrefixStore(f"groupwise/restart-{restarts}", agent)
 
 
+def side_group() -> dist.ProcessGroup | None:
+    """A second process group (gloo) for a thread whose collectives run beside the main thread's (the rollout
+    producer): collectives of two threads on one group would interleave. Every rank creates it, in the same order;
+    None on one process."""
+    if not dist.is_initialized():
+        return None
+    return dist.new_group(backend="gloo", timeout=timedelta(seconds=float(os.environ.get(TIMEOUT_ENV) or 600)))
+
+
+@contextlib.contextmanager
+def collectives_on(group: dist.ProcessGroup | None) -> Iterator[None]:
+    """Within the block, this thread's object collectives (all_gather_objects and what uses it, run_on_main,
+    barrier) run on `group`."""
+    previous = getattr(_thread, "group", None)
+    _thread.group = group
+    try:
+        yield
+    finally:
+        _thread.group = previous
+
+
+def _group() -> dist.ProcessGroup | None:
+    return getattr(_thread, "group", None)
+
+
 def world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
@@ -116,7 +144,7 @@ def all_gather_objects(value: T) -> list[T]:
     if world_size() == 1:
         return [value]
     out: list[Any] = [None] * world_size()
-    dist.all_gather_object(out, value)
+    dist.all_gather_object(out, value, group=_group())
     return out
 
 
@@ -166,7 +194,7 @@ def run_on_main(fn: Callable[[], T]) -> T:
             box[0] = ("ok", fn())
         except GroupwiseError as err:
             box[0] = ("error", (err.problem, err.fix))
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=_group())
     status, value = box[0]
     if status == "error":
         raise GroupwiseError(*value)
@@ -200,7 +228,7 @@ def on_every_rank(fn: Callable[..., T], *args: Any) -> T:
 
 def barrier() -> None:
     if world_size() > 1:
-        dist.barrier()
+        dist.barrier(group=_group())
 
 
 def full_tensor(value: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -53,6 +54,7 @@ from groupwise.train.inputs import TrainInputs
 from groupwise.train.metrics import MetricsLog, write_samples
 from groupwise.train.optim import build_optimizer
 from groupwise.train.policy import Policy, wrap_policy
+from groupwise.train.producer import RolloutProducer, WeightSnapshots, producer_metrics, thread_split
 from groupwise.train.step import grpo_step
 from groupwise.train.trackers import open_trackers
 
@@ -71,8 +73,10 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     check_divisible(cfg.rollout.prompts_per_step)
     if is_main():
         (run_dir / "config.yaml").write_text(dump_config(with_named_rewards(cfg)))  # paths absolute, rewards named
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    asynchronous = cfg.rollout.max_staleness > 0  # a producer thread samples ahead (train/producer.py)
+    producer_threads, trainer_threads = thread_split(cfg)
+    if cfg.train.threads or asynchronous:
+        torch.set_num_threads(trainer_threads)
     seed_everything(cfg.train.seed)
     resolve_device(cfg.model.device)  # a device that is not there fails before anything loads
     rewards = inputs.rewards if inputs.rewards is not None else configured_rewards(cfg)  # before the model
@@ -94,6 +98,9 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     prompts = wrap_with_difficulty_filter(stream, cfg.data.difficulty_filter, cfg.algorithm.success_threshold)
     if isinstance(prompts, DifficultyFilter):
         components["difficulty_filter"] = prompts
+    snapshots = WeightSnapshots(cfg.rollout.max_staleness)
+    if asynchronous:  # the weights the batches in flight were sampled from
+        components["async_weights"] = snapshots
     checkpoint = resume_point_on_every_rank(run_dir, cfg, console) if resume else None
     state = dict(checkpoint.loop) if checkpoint else {}  # loop counters saved with the checkpoint
     summary: dict[str, Any] = {"run_dir": str(run_dir)}
@@ -103,6 +110,11 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     policy = wrap_policy(model, cfg)
     optimizer, scheduler = build_optimizer(policy.trainable_parameters(), cfg.train)
     start = saved = checkpoint.step if checkpoint else 0
+    producer = None
+    if asynchronous:  # built before the RNG is restored: its sampler's copy draws random initial weights
+        producer = RolloutProducer(policy, tokenizer, cfg, rewards, prompts, lambda: stream.cursor, snapshots,
+                                   start, producer_threads)
+        policy.sampler = None  # the producer samples from its own shadow of the policy
     if checkpoint:
         restore_checkpoint(checkpoint, policy, optimizer, scheduler, components)
         stream.cursor, stream.order = checkpoint.cursor, []
@@ -110,6 +122,8 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     log = MetricsLog(run_dir, cfg.log.tensorboard or "tensorboard" in cfg.log.report_to,
                      open_trackers(cfg, run_dir)) if is_main() else None
     started = time.perf_counter() - state.get("train_seconds", 0.0)
+    trained_cursor = stream.cursor  # where the prompts of the next batch to train on start
+    snapshots.publish(start, policy.model)  # the weights the producer (if any) samples the next batches from
     low_streak, nonfinite = state.get("low_streak", 0), state.get("nonfinite", 0)
     rollout_tokens = state.get("rollout_tokens", 0)  # completion tokens sampled so far, dropped groups included
     progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress and is_main(), console=console)
@@ -120,17 +134,27 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
         loop = {"low_streak": low_streak, "nonfinite": nonfinite, "base": summary.get("base"),
                 "train_seconds": time.perf_counter() - started, "rollout_tokens": rollout_tokens}
         if is_main() or policy.sharded:  # replicated: rank 0 writes; FSDP2: every rank its shards
-            save_checkpoint(run_dir, done, policy, optimizer, scheduler, cursor=stream.cursor,
+            save_checkpoint(run_dir, done, policy, optimizer, scheduler, cursor=trained_cursor,
                             components=components, loop=loop, keep=cfg.train.keep_checkpoints)
         saved, last_save = done, time.monotonic()
 
-    with StopRequest(run_dir) as stop, progress_bar as progress:
+    with StopRequest(run_dir) as stop, progress_bar as progress, producer or contextlib.nullcontext():
         for step in range(start + 1, cfg.train.steps + 1):
-            cursor = stream.cursor
             try:
-                metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts, step=step)
+                if producer is None:
+                    metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts, step=step)
+                    trained_cursor = stream.cursor
+                else:  # sampled and scored meanwhile by the producer, from the weights of step - 1 - k
+                    waited = time.perf_counter()
+                    produced = producer.take(step)
+                    idle = all_max(time.perf_counter() - waited)
+                    metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts, step=step,
+                                        collected=(produced.batch, produced.timings))
+                    metrics |= producer_metrics(produced, step, idle)
+                    trained_cursor = produced.cursor
+                    snapshots.publish(step, policy.model)  # at once: the producer samples batch step + 1 + k
             except EngineFailure as failure:  # nothing of this step is kept: the last finished one is saved
-                stream.cursor, stream.order = cursor, []
+                stream.cursor, stream.order = trained_cursor, []
                 if saved < step - 1:
                     checkpoint_now(step - 1)
                 raise engine_stop(failure, step - 1, run_dir) from failure
@@ -167,7 +191,7 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
             if halt:
                 summary["stopped_at_step"] = step
                 break
-            if step < cfg.train.steps:
+            if producer is None and step < cfg.train.steps:
                 try:  # the engine takes this step's update now: a failing sync stops here, with a checkpoint
                     policy.refresh_sampler()
                 except EngineFailure as failure:

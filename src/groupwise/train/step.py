@@ -60,13 +60,17 @@ class Batch:
 
 
 def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, scheduler, cfg: Config,
-              rewards: list[RewardFunction], prompts: Callable[[int], tuple[Rows, list[str]]], *, step: int = 0
-              ) -> dict[str, Any]:
+              rewards: list[RewardFunction], prompts: Callable[[int], tuple[Rows, list[str]]], *, step: int = 0,
+              collected: tuple[Batch, dict[str, float]] | None = None) -> dict[str, Any]:
     """Train on one rollout batch; `prompts(n)` hands out the next n rows and their rendered prompt texts;
-    `step` (1-based) keys the completions' random streams."""
-    timings: dict[str, float] = {}
+    `step` (1-based) keys the completions' random streams. `collected`: the batch and its sampling times when a
+    producer (train/producer.py) sampled and scored it already."""
     clock = time.perf_counter()
-    batch = collect_batch(policy, tokenizer, cfg, rewards, prompts, timings, step)  # rollout + reward + advantage
+    if collected is None:
+        timings: dict[str, float] = {}
+        batch = collect_batch(policy, tokenizer, cfg, rewards, prompts, timings, step)  # rollout + reward + advantage
+    else:
+        batch, timings = collected[0], dict(collected[1])
     sampled_tokens = batch.sampled_tokens
     tick = time.perf_counter()
     loss_mask = completion_loss_mask(batch.rollout, cfg.algorithm.overlong_filter)
