@@ -3,8 +3,15 @@
 SmolLM2-135M-Instruct, two-digit additions, rewards `correct` (tagged answer) + `fmt` (0.2 for the tags),
 LoRA r16 alpha 32 all-linear, 4 prompts x 8 completions, 64 completion tokens, beta 0.04, lr 2e-4, 2 threads.
 
-Run: ``.venv/bin/python benchmarks/cpu_vs_trl.py [--steps 4] [--only groupwise|trl] [--groupwise-set k=v]
-[--out results.json]``. Prints the machine, one JSON line per system, a ratio line and a markdown table.
+Run: ``.venv/bin/python benchmarks/cpu_vs_trl.py [--steps 4] [--systems groupwise,groupwise-async,trl,trl-fp32]
+[--groupwise-set k=v] [--out results.json]``. Prints the machine, one JSON line per system, ratio lines and a
+markdown table.
+
+The systems: `groupwise` (its defaults: bf16 only where the CPU computes it fast), `groupwise-async` (the same
+with rollout.max_staleness 1: sampling the next batch while the trainer updates, the threads split between them),
+`trl` (GRPOConfig's defaults) and `trl-fp32` (bf16=False). On a CPU without AVX512-BF16 or AMX, TRL's defaults
+autocast to bf16 in emulation (its first step took 552 s on such a CPU, 2026-12): the `trl-fp32` row is what a
+TRL user of that CPU would run, and the fair peer there; on a CPU with fast bf16 both rows are fair.
 """
 
 from __future__ import annotations
@@ -42,7 +49,8 @@ SYSTEM = "Answer with the final number inside <answer></answer> tags."
 PROMPTS, GROUP, COMPLETION = 4, 8, 64
 LEARNING_RATE, BETA, TEMPERATURE = 2e-4, 0.04, 1.0
 LORA_R, LORA_ALPHA = 16, 32
-SYSTEMS = ("groupwise", "trl")
+SYSTEMS = ("groupwise", "groupwise-async", "trl", "trl-fp32")
+PEERS = ("trl", "trl-fp32")
 
 
 def make_rows(n: int, seed: int) -> list[dict[str, Any]]:
@@ -86,8 +94,9 @@ def default_model_path() -> str:
 # ---- the TRL child -----------------------------------------------------------------------------------------
 
 
-def run_trl(model: str, steps: int, threads: int) -> None:
-    """TRL GRPOTrainer with the anchor's GRPOConfig on CPU; reports per-step wall times and logged metrics."""
+def run_trl(model: str, steps: int, threads: int, name: str = "trl") -> None:
+    """TRL GRPOTrainer with the anchor's GRPOConfig on CPU (`trl-fp32`: bf16 off); reports per-step wall times
+    and logged metrics."""
     import torch
 
     torch.set_num_threads(threads)
@@ -123,7 +132,7 @@ def run_trl(model: str, steps: int, threads: int) -> None:
                           gradient_accumulation_steps=1, num_generations=GROUP,
                           max_completion_length=COMPLETION, beta=BETA, max_steps=steps, logging_steps=1,
                           report_to="none", save_strategy="no", learning_rate=LEARNING_RATE, use_vllm=False,
-                          temperature=TEMPERATURE, use_cpu=True)
+                          temperature=TEMPERATURE, use_cpu=True, **({"bf16": False} if name == "trl-fp32" else {}))
         lora = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, target_modules="all-linear", task_type="CAUSAL_LM")
         trainer = GRPOTrainer(model=model, reward_funcs=[correct, fmt], args=args, train_dataset=dataset,
                               processing_class=tokenizer, peft_config=lora)
@@ -131,7 +140,7 @@ def run_trl(model: str, steps: int, threads: int) -> None:
         trainer.add_callback(clock)
         trainer.train()
     logs = clock.logs
-    report({"system": "trl", "version": trl.__version__, "threads": torch.get_num_threads(),
+    report({"system": name, "version": trl.__version__, "threads": torch.get_num_threads(),
             "settings": {"bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing,
                          "model_dtype": str(next(trainer.model.parameters()).dtype)},
             "step_s": [round(s, 3) for s in clock.step_s],
@@ -166,7 +175,13 @@ def groupwise_config(data_path: Path, model: str, steps: int, threads: int) -> d
     }
 
 
-def run_groupwise(model: str, steps: int, threads: int, overrides: list[str]) -> None:
+def async_overrides(threads: int) -> list[str]:
+    """groupwise-async: a producer a step ahead, the threads split between it and the trainer."""
+    producer = max(1, threads // 2)
+    return ["rollout.max_staleness=1", f"rollout.threads={producer}", f"train.threads={max(1, threads - producer)}"]
+
+
+def run_groupwise(model: str, steps: int, threads: int, overrides: list[str], name: str = "groupwise") -> None:
     """groupwise's `train` on the same rows; reports its per-step timings from metrics.jsonl."""
     import torch
     import yaml
@@ -182,12 +197,13 @@ def run_groupwise(model: str, steps: int, threads: int, overrides: list[str]) ->
         config_path = Path(tmp) / "config.yaml"
         config = groupwise_config(data_path, model, steps, threads)
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        overrides = overrides + (async_overrides(threads) if name == "groupwise-async" else [])
         cfg = build_config(config_path, overrides)
         training_loop(cfg, Path(tmp) / "run")
         columns = groupwise_columns(Path(tmp) / "run", reward="reward/mean", correct="reward/answer_match/mean",
                                     learnable_fraction="learnable_fraction")
 
-    report({"system": "groupwise", "version": getattr(groupwise, "__version__", "?"),
+    report({"system": name, "version": getattr(groupwise, "__version__", "?"),
             "threads": torch.get_num_threads(), "overrides": overrides,
             "settings": {"model_dtype": cfg.model.dtype, "rollout_engine": cfg.rollout.engine,
                          "rollout_dtype": cfg.rollout.dtype, "train_bf16": cfg.train.bf16,
@@ -214,7 +230,7 @@ def summarize(child: ChildResult, name: str) -> dict[str, Any]:
            "completion_len_mean": rounded(steady_tokens / (PROMPTS * GROUP) / max(len(steady(tokens)), 1), 1),
            "reward": record["reward"], "correct": record["correct"], "threads": record["threads"],
            "settings": record["settings"], "wall_s": round(child.wall_s, 1)}
-    if name == "groupwise":
+    if name.startswith("groupwise"):
         generate = sum(steady(record["generate_s"]))
         out["gen_only_tokens_per_s"] = rounded(steady_tokens / generate, 1) if generate else None
         out["share"] = phase_shares(record)
@@ -233,10 +249,10 @@ def table(results: list[dict[str, Any]]) -> str:
                                                       r["completion_len_mean"]])
 
 
-def compare(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def compare(gw: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
     """TRL / groupwise for time and memory, groupwise / TRL for throughput: above 1 favours groupwise."""
-    gw, peer = results["groupwise"], results["trl"]
-    return {"ratio": {"step_s_trl_over_groupwise": ratio(peer.get("median_step_s"), gw.get("median_step_s")),
+    return {"ratio": {"groupwise": gw["system"], "peer": peer["system"],
+                      "step_s_trl_over_groupwise": ratio(peer.get("median_step_s"), gw.get("median_step_s")),
                       "peak_rss_trl_over_groupwise": ratio(peer.get("peak_rss_mib"), gw.get("peak_rss_mib")),
                       "gen_tokens_per_s_groupwise_over_trl": ratio(gw.get("gen_tokens_per_s"),
                                                                    peer.get("gen_tokens_per_s"))}}
@@ -245,7 +261,9 @@ def compare(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4, help="steps per system (the first is warm-up)")
-    parser.add_argument("--only", choices=SYSTEMS, help="run one system only")
+    parser.add_argument("--systems", default="groupwise,trl,trl-fp32",
+                        help=f"comma-separated, in order, from {', '.join(SYSTEMS)}")
+    parser.add_argument("--only", choices=SYSTEMS, help="run one system only (same as --systems NAME)")
     parser.add_argument("--groupwise-set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra groupwise override, repeatable (e.g. train.bf16=false)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for both systems")
@@ -255,16 +273,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    args.systems = args.only or args.systems
+    if unknown := set(args.systems.split(",")) - set(SYSTEMS):
+        parser.error(f"unknown system(s) {', '.join(sorted(unknown))}: use {', '.join(SYSTEMS)}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.worker == "trl":
-        run_trl(args.model, args.steps, args.threads)
+    if args.worker in PEERS:
+        run_trl(args.model, args.steps, args.threads, args.worker)
         return 0
-    if args.worker == "groupwise":
-        run_groupwise(args.model, args.steps, args.threads, args.groupwise_set)
+    if args.worker:
+        run_groupwise(args.model, args.steps, args.threads, args.groupwise_set, args.worker)
         return 0
     model = args.model or default_model_path()
     header = {"machine": machine_info(),
@@ -273,18 +294,19 @@ def main(argv: list[str] | None = None) -> int:
                            "steps": args.steps, "threads": args.threads, "groupwise_set": args.groupwise_set}}
     emit(header)
     results: dict[str, dict[str, Any]] = {}
-    for name in [args.only] if args.only else list(SYSTEMS):
+    for name in args.systems.split(","):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--steps", str(args.steps),
                "--threads", str(args.threads), "--model", model]
         cmd += [item for override in args.groupwise_set for item in ("--groupwise-set", override)]
         results[name] = summarize(run_child(cmd, child_env(args.threads)), name)
         emit(results[name])
-    comparison = compare(results) if len(results) == 2 else None
-    if comparison:
+    comparisons = [compare(results[gw], results[peer]) for gw in results if gw.startswith("groupwise")
+                   for peer in results if peer in PEERS]
+    for comparison in comparisons:
         emit(comparison)
     print("\n" + table(list(results.values())))
     if args.out:
-        write_json(args.out, header | {"results": list(results.values())} | (comparison or {}))
+        write_json(args.out, header | {"results": list(results.values()), "ratios": comparisons})
     return 1 if any("error" in r for r in results.values()) else 0
 
 

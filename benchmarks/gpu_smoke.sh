@@ -4,8 +4,9 @@
 #   bash benchmarks/gpu_smoke.sh [OUT_DIR]      (OUT_DIR default: ${OUT:-gpu-smoke}; the device tool sets $OUT)
 # It runs, each with its own time limit, and goes on when one fails:
 #   1. the tests that need CUDA (none is marked yet: the step reports that and moves on);
-#   2. the default job for 5 steps with the fast engine, then with vLLM colocated in sleep mode, float32 and bf16
-#      as `auto` chooses on the GPU; metrics.jsonl's step time, generation time and peak CUDA memory per step;
+#   2. the default job for 5 steps with the fast engine, then with vLLM colocated in sleep mode, then the fast
+#      engine with asynchronous rollouts (rollout.max_staleness 1), float32 and bf16 as `auto` chooses on the GPU;
+#      metrics.jsonl's step time, generation time and peak CUDA memory per step;
 #   3. benchmarks/gpu_vs_trl.py's LoRA rows (256 and 1024 completion tokens), groupwise against TRL;
 #   4. benchmarks/memory.py's GPU row, when that script exists (issue 31).
 set -uo pipefail
@@ -34,7 +35,7 @@ log "   exit $? ($(tail -1 "$out/cuda_tests.log"))"
 job() {  # name, then --set overrides
   local name=$1; shift
   local sets=(); for item in "$@"; do sets+=(--set "$item"); done
-  limited 110 "$python" -m groupwise.cli.main train --run-dir "$out/$name" --overwrite --set train.steps=5 \
+  limited 85 "$python" -m groupwise.cli.main train --run-dir "$out/$name" --overwrite --set train.steps=5 \
     --set eval.before_after=false --set log.progress=false "${sets[@]}" >"$out/$name.log" 2>&1
   local code=$?
   "$python" - "$out/$name" "$name" "$code" <<'EOF' | tee -a "$out/summary.txt"
@@ -52,10 +53,11 @@ EOF
 log "2. the default job, 5 steps"
 job fast rollout.engine=fast
 job vllm rollout.engine=vllm rollout.vllm.enable_sleep_mode=true
+job fast-async rollout.engine=fast rollout.max_staleness=1  # sampling the next batch during the update (docs/async.md)
 
 log "3. gpu_vs_trl.py LoRA rows"
 for completion in 256 1024; do
-  limited 80 "$python" benchmarks/gpu_vs_trl.py --mode lora --completion "$completion" --steps 3 \
+  limited 70 "$python" benchmarks/gpu_vs_trl.py --mode lora --completion "$completion" --steps 3 \
     --workdir "$out/bench-llama" --out "$out/lora$completion.json" >"$out/lora$completion.log" 2>&1
   log "   lora $completion: exit $? $(tail -3 "$out/lora$completion.log" | tr '\n' ' ')"
 done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -156,3 +157,17 @@ def test_a_sharded_policy_cannot_run_async_yet(tiny_config):
         producer_module.shadow_policy(sharded, tiny_config("rollout.max_staleness=1"))
 
 
+
+
+def test_the_async_experiment_compares_k_0_and_k_1_on_the_default_job():
+    from groupwise.compare.spec import cell_config, load_experiment
+    from groupwise.config.load import build_config
+
+    experiment = load_experiment(Path(__file__).parents[2] / "examples" / "experiments" / "async.yaml")
+    sync, stale = (cell_config(experiment, v, 0, threads=2) for v in experiment.variants)
+    assert (sync.rollout.max_staleness, stale.rollout.max_staleness) == (0, 1)
+    assert stale.algorithm.importance_sampling == "token"  # the correction, on by default when async
+    default = build_config(None, [])
+    same = ({"data": {"order_seed"}, "rollout": {"max_staleness"}, "train": {"seed", "threads", "save_every"},
+             "eval": True, "log": True})  # what compare and the variants set, and the evaluation
+    assert sync.model_dump(exclude=same) == default.model_dump(exclude=same)

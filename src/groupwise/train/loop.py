@@ -151,6 +151,7 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
                     metrics = grpo_step(policy, tokenizer, optimizer, scheduler, cfg, rewards, prompts, step=step,
                                         collected=(produced.batch, produced.timings))
                     metrics |= producer_metrics(produced, step, idle)
+                    metrics["step_s"] = round(metrics["step_s"] + idle, 3)  # the trainer's wall time, waits included
                     trained_cursor = produced.cursor
                     snapshots.publish(step, policy.model)  # at once: the producer samples batch step + 1 + k
             except EngineFailure as failure:  # nothing of this step is kept: the last finished one is saved
