@@ -31,6 +31,23 @@ def test_the_batch_of_step_s_is_sampled_from_the_weights_of_step_s_minus_1_minus
     assert thread_split(tiny_config("rollout.max_staleness=1", "rollout.threads=3", "train.threads=5")) == (3, 5)
 
 
+@pytest.mark.parametrize("extra", [
+    # dynamic sampling: the refill rounds run in the producer
+    ["algorithm.preset=dapo", "algorithm.max_sampling_rounds=3", "algorithm.overlong_cache=4"],
+    ["algorithm.focal_gamma=1.0", "algorithm.dual_clip=3.0"],  # F-GRPO, dual-clip
+    ["algorithm.preset=cispo"], ["algorithm.preset=gspo"], ["algorithm.preset=dr_grpo"], ["algorithm.preset=rloo"],
+    ["algorithm.preset=reinforce_pp"],
+    ["rollout.engine=hf"],  # an engine that samples from the model it is given: the producer's shadow
+    ["environment.path=tests/environments/env_helpers.py:TwoTurns", "rollout.max_new_tokens=4"],  # episodes
+], ids=["dapo", "focal-dual-clip", "cispo", "gspo", "dr_grpo", "rloo", "reinforce_pp", "hf-engine", "episodes"])
+def test_every_preset_engine_and_environment_trains_async(extra, tiny_config, tmp_path):
+    training_loop(tiny_config("train.steps=3", "rollout.max_staleness=1", "train.learning_rate=0.01", VARIED,
+                              *extra), tmp_path / "run")
+    metrics = read_metrics(tmp_path / "run")
+    assert [m["rollout/staleness"] for m in metrics] == [0.0, 1.0, 1.0]
+    assert all(m["skipped_update"] == 0 for m in metrics) and any(m["grad_norm"] > 0 for m in metrics)
+
+
 def test_importance_sampling_is_on_when_async_unless_set(tiny_config):
     assert tiny_config().algorithm.importance_sampling == "off"
     on = tiny_config("rollout.max_staleness=1")
