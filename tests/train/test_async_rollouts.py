@@ -35,11 +35,10 @@ def test_the_batch_of_step_s_is_sampled_from_the_weights_of_step_s_minus_1_minus
     # dynamic sampling: the refill rounds run in the producer
     ["algorithm.preset=dapo", "algorithm.max_sampling_rounds=3", "algorithm.overlong_cache=4"],
     ["algorithm.focal_gamma=1.0", "algorithm.dual_clip=3.0"],  # F-GRPO, dual-clip
-    ["algorithm.preset=cispo"], ["algorithm.preset=gspo"], ["algorithm.preset=dr_grpo"], ["algorithm.preset=rloo"],
-    ["algorithm.preset=reinforce_pp"],
+    ["algorithm.preset=cispo"], ["algorithm.preset=gspo"],  # their own use of the importance weights
     ["rollout.engine=hf"],  # an engine that samples from the model it is given: the producer's shadow
     ["environment.path=tests/environments/env_helpers.py:TwoTurns", "rollout.max_new_tokens=4"],  # episodes
-], ids=["dapo", "focal-dual-clip", "cispo", "gspo", "dr_grpo", "rloo", "reinforce_pp", "hf-engine", "episodes"])
+], ids=["dapo", "focal-dual-clip", "cispo", "gspo", "hf-engine", "episodes"])
 def test_every_preset_engine_and_environment_trains_async(extra, tiny_config, tmp_path):
     training_loop(tiny_config("train.steps=3", "rollout.max_staleness=1", "train.learning_rate=0.01", VARIED,
                               *extra), tmp_path / "run")
