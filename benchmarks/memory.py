@@ -226,6 +226,39 @@ def rows(record: dict[str, Any]) -> list[list[Any]]:
     return out
 
 
+GPU_SETUPS = {  # the memory model's GPU configurations (bf16 compute, the sampler on the policy's weights)
+    "LoRA r16": {"lora": True},
+    "LoRA r16, no checkpointing": {"lora": True, "checkpointing": False},
+    "full, fp32 AdamW, reference": {"lora": False, "weight_bytes": 4, "reference": True, "checkpointing": False},
+    "full, bf16 + 8-bit AdamW, beta 0": {"lora": False, "optimizer": "adamw_8bit"},
+    "full, bf16 + offload, beta 0": {"lora": False, "offload": True},
+}
+GPU_SIZES_GB = (16, 24, 40, 80)
+CUDA_CONTEXT_GIB, FRAGMENTATION = 0.5, 1.1  # assumed: the CUDA context, and the caching allocator's slack
+
+
+def smallest_fit(peak_gib: float) -> str:
+    """The smallest GPU of GPU_SIZES_GB (GiB, as cards are sold) holding `peak_gib` with context and slack."""
+    need = peak_gib * FRAGMENTATION + CUDA_CONTEXT_GIB
+    return next((str(gb) for gb in GPU_SIZES_GB if need <= gb), "> 80")
+
+
+def prediction_table() -> str:
+    """Predicted GPU peaks (GiB) of the GPU setups for 1B/3B/8B at 256/1024/4096 completion tokens, and the
+    smallest of 16/24/40/80 GB that holds each."""
+    from groupwise.models.memory_model import SHAPES, Setup, predicted_peak
+
+    table = []
+    for name, settings in GPU_SETUPS.items():
+        for size in ("1b", "3b", "8b"):
+            cells = []
+            for tokens in (256, 1024, 4096):
+                peak = predicted_peak(SHAPES[size], Setup(completion_tokens=tokens, **settings)) / 2**30
+                cells.append(f"{peak:.1f} ({smallest_fit(peak)})")
+            table.append([name, size, *cells])
+    return markdown_table(["setup", "model", "256 tokens", "1024 tokens", "4096 tokens"], table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="1b", choices=["1b", "3b", "8b", "tiny"])
@@ -235,6 +268,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", help="write every record as JSON here")
+    parser.add_argument("--predict", action="store_true", help="print the memory model's GPU table and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tiny:  # a minute: no 8-bit optimizer (torch.compile) nor bf16 (slow on most CPUs)
@@ -242,6 +276,8 @@ def main() -> None:
     args.modes, args.tokens = args.modes or "lora,lora_gc,full", args.tokens or "256,1024"
     if args.child:
         return child(args)
+    if args.predict:
+        return print(prediction_table())
     records = []
     print(json.dumps(machine_info()), flush=True)
     for mode in args.modes.split(","):
