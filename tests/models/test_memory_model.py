@@ -100,3 +100,10 @@ def test_full_fine_tuning_in_float32_adamw_needs_about_20_gb_before_activations(
     assert held == 16 * 1_235_814_400
     bf16_8bit = step_parts(SHAPES["1b"], Setup(lora=False, weight_bytes=2, optimizer="adamw_8bit"))
     assert bf16_8bit["weights"] + bf16_8bit["gradients"] + bf16_8bit["optimizer"] == 6 * 1_235_814_400
+
+
+def test_training_tokens_count_a_shared_prompt_once():
+    from groupwise.models.memory_model import training_tokens
+
+    assert training_tokens(Setup(checkpointing=False, group=8, prompt_tokens=128, completion_tokens=32)) == 384
+    assert training_tokens(Setup(checkpointing=True, group=8, prompt_tokens=128, completion_tokens=32)) == 1280

@@ -128,6 +128,15 @@ class Setup:
     cpu: bool = False  # on a CPU the log-prob chunks' buffers are kept between passes (models/head_logprobs.py)
 
 
+def training_tokens(u: Setup) -> int:
+    """Tokens one training pass over a group runs through the layers: its prompt once and every completion
+    (train/batch.py shares each prompt's pass across its group), or, under gradient checkpointing, which turns
+    the sharing off (train/step.py), every row's prompt and completion."""
+    if u.checkpointing:
+        return u.group * (u.prompt_tokens + u.completion_tokens)
+    return u.prompt_tokens + u.group * u.completion_tokens
+
+
 def step_parts(s: LlamaShape, u: Setup) -> dict[str, int]:
     """Bytes of each part of a GRPO step (docs/memory.md); `phase_peaks` adds them up phase by phase."""
     n = llama_parameters(s)
@@ -144,7 +153,7 @@ def step_parts(s: LlamaShape, u: Setup) -> dict[str, int]:
         "sampler_copy": n * u.weight_bytes if u.sampler_copy else 0,
         "kv_cache": kv_cache_bytes(s, u.group, tokens, u.compute_bytes),
         "sampling": sampling_bytes(s, u.group),
-        "activations": activation_bytes(s, u.group, tokens, u.compute_bytes, u.checkpointing),
+        "activations": activation_bytes(s, 1, training_tokens(u), u.compute_bytes, u.checkpointing),
         "logprob_chunks": logprob_chunk_bytes(s, u.chunk),
         "head_gradient": 0 if u.lora else head_gradient_bytes(s),
     }

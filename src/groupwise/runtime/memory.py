@@ -29,9 +29,13 @@ def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
     for t in plain_tensors(tensors):
         if t.device.type == "meta" or t.is_sparse:
             continue
-        storage = t.untyped_storage()
-        if storage.data_ptr():
-            storages[(str(t.device), storage.data_ptr())] = storage.nbytes()
+        try:
+            storage = t.untyped_storage()
+            pointer = storage.data_ptr()
+        except (RuntimeError, NotImplementedError):  # a fake tensor torch.compile traced with: no memory
+            continue
+        if pointer:
+            storages[(str(t.device), pointer)] = storage.nbytes()
     return sum(storages.values())
 
 

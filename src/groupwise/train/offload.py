@@ -24,13 +24,14 @@ def needs_master_copy(params: list[torch.nn.Parameter]) -> bool:
 
 class OffloadedOptimizer(torch.optim.Optimizer):
     """`build(masters)` stepping float32 CPU copies of `params`; to the outside (schedulers, checkpoints) it is
-    the inner optimizer. Like torchao's CPUOffloadOptimizer it skips `Optimizer.__init__`: it holds no state."""
+    the inner optimizer. Like torchao's CPUOffloadOptimizer it skips `Optimizer.__init__`: the inner optimizer
+    holds the state and the parameter groups."""
 
     def __init__(self, params: list[torch.nn.Parameter],
                  build: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]) -> None:
         self.params = list(params)
         self.masters = [torch.nn.Parameter(master_copy(p)) for p in self.params]
-        self.grads = [torch.zeros_like(master) for master in self.masters]  # reused every step
+        self.grads = [master_copy(p).zero_() for p in self.params]  # gradient buffers, reused every step
         self.inner = build(self.masters)
 
     @property
@@ -63,14 +64,18 @@ class OffloadedOptimizer(torch.optim.Optimizer):
         return None
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        return self.inner.state_dict()
+        """The inner optimizer's state, and the masters: bf16 weights alone would lose their low bits."""
+        return self.inner.state_dict() | {"masters": [master.detach() for master in self.masters]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        """The inner optimizer's state; the masters start again from the weights (restored just before)."""
+        """The inner optimizer's state and the masters; without saved masters (a checkpoint of a run without
+        offload), the masters start again from the weights, restored just before."""
+        state_dict = dict(state_dict)
+        masters = state_dict.pop("masters", None) or [p.detach() for p in self.params]
         self.inner.load_state_dict(state_dict)
         with torch.no_grad():
-            for p, master in zip(self.params, self.masters, strict=True):
-                master.copy_(p)
+            for master, saved in zip(self.masters, masters, strict=True):
+                master.copy_(saved)
 
 
 def master_copy(p: torch.Tensor) -> torch.Tensor:
