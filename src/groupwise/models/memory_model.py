@@ -80,6 +80,13 @@ def activation_values_per_token(s: LlamaShape, checkpointing: bool) -> int:
     return s.layers * layer + once
 
 
+def repeated_kv_bytes(s: LlamaShape, rows: int, keys: int, dtype_bytes: int) -> int:
+    """The completions' pass over a shared prompt's cache saves each layer's keys and values repeated to all a
+    heads over the whole key length (transformers' repeat_kv), per row: 2 L a d per key (measured:
+    tests/train/test_memory_model_training.py)."""
+    return 2 * s.layers * s.heads * s.head_dim * rows * keys * dtype_bytes
+
+
 def activation_bytes(s: LlamaShape, rows: int, tokens: int, dtype_bytes: int, checkpointing: bool) -> int:
     """Saved activations of one training pass over rows x tokens (see `activation_values_per_token`)."""
     return rows * tokens * activation_values_per_token(s, checkpointing) * dtype_bytes
@@ -153,7 +160,8 @@ def step_parts(s: LlamaShape, u: Setup) -> dict[str, int]:
         "sampler_copy": n * u.weight_bytes if u.sampler_copy else 0,
         "kv_cache": kv_cache_bytes(s, u.group, tokens, u.compute_bytes),
         "sampling": sampling_bytes(s, u.group),
-        "activations": activation_bytes(s, 1, training_tokens(u), u.compute_bytes, u.checkpointing),
+        "activations": activation_bytes(s, 1, training_tokens(u), u.compute_bytes, u.checkpointing)
+        + (0 if u.checkpointing else repeated_kv_bytes(s, u.group, tokens, u.compute_bytes)),
         "logprob_chunks": logprob_chunk_bytes(s, u.chunk),
         "head_gradient": 0 if u.lora else head_gradient_bytes(s),
     }
