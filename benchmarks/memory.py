@@ -33,7 +33,7 @@ from _common import child_env, machine_info, markdown_table, report, run_child  
 
 PROMPT_TOKENS, GROUP = 128, 8
 BASE = ["model.name=tiny-random", "rollout.prompts_per_step=1", f"rollout.group_size={GROUP}",
-        f"train.micro_batch_size={GROUP}", "train.bf16=false", "log.progress=false", "rollout.weights=shared",
+        f"train.micro_batch_size={GROUP}", "train.bf16=auto", "log.progress=false", "rollout.weights=shared",
         "train.learning_rate=1e-5"]
 MODES = {  # the issue's settings; `full` is the full fine-tuning that fits 16 GB
     "lora": ["lora.enabled=true", "lora.r=16", "lora.target_modules=all-linear", "algorithm.beta=0.04"],
@@ -114,7 +114,8 @@ def build_model(shape_name: str, dtype: str, device: str):
     config = llama_config(SHAPES[shape_name], pad_token_id=tokenizer.pad_token_id,
                           eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(device=device, dtype=getattr(torch, dtype))
+    with torch.device(device):  # initialised where it runs: a GPU builds 1.2B random weights in a second
+        model = LlamaForCausalLM(config).to(getattr(torch, dtype))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.set_attn_implementation("sdpa")  # as on a GPU; eager's [rows, heads, T, T] scores would add to it
     return model, tokenizer
@@ -144,6 +145,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from groupwise.config.load import build_config
+    from groupwise.models.precision import bf16_pays
     from groupwise.rewards.compute import RewardFunction
     from groupwise.runtime.memory import tensor_bytes
     from groupwise.train import step as step_module
@@ -161,6 +163,8 @@ def child(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     dtype = "float32" if cfg.model.dtype == "auto" else cfg.model.dtype
     model, tokenizer = build_model(args.config, dtype, "cuda" if cuda else "cpu")
+    if cfg.model.dtype == "auto" and cfg.lora.enabled and bf16_pays(model):  # as load_configured_model does
+        model.to(torch.bfloat16)
     policy = wrap_policy(model, cfg)
     optimizer, scheduler = build_optimizer(policy.trainable_parameters(), cfg.train)
     meter.peaks["load"] = meter.peak()
@@ -185,7 +189,8 @@ def child(args: argparse.Namespace) -> None:
         lengths.append(metrics["completion_len/mean"])
     report({"mode": mode, "tokens": int(tokens), "device": "cuda" if cuda else "cpu", "config": args.config,
             "baseline": baseline, "peaks": meter.peaks, "starts": meter.starts,
-            "split": split(policy, optimizer, grads[0]), "completion_len": lengths,
+            "split": split(policy, optimizer, grads[0]), "completion_len": lengths, "bf16_compute": policy.bf16,
+            "weight_bytes": next(p for n, p in policy.model.named_parameters() if "lora_" not in n).element_size(),
             "prompt_tokens": len(tokenizer(prompt)["input_ids"]), "seconds": round(time.perf_counter() - start, 1)})
 
 
@@ -193,16 +198,16 @@ def child(args: argparse.Namespace) -> None:
 
 
 def predicted(record: dict[str, Any]) -> dict[str, int]:
-    """The memory model's parts for a run as the child ran it (float32 compute on a CPU)."""
+    """The memory model's parts for a run as the child ran it (its weights' dtype, bf16 autocast or not)."""
     from groupwise.models.memory_model import SHAPES, Setup, step_parts
 
     mode, cpu = MODES[record["mode"]], record["device"] == "cpu"
-    setup = Setup(lora="lora.enabled=true" in mode, weight_bytes=2 if "model.dtype=bfloat16" in mode else 4,
+    setup = Setup(lora="lora.enabled=true" in mode, weight_bytes=record["weight_bytes"],
                   optimizer="adamw_8bit" if "train.optimizer=adamw_8bit" in mode else "adamw",
                   reference="algorithm.beta=0.04" in mode, sampler_copy=False,
                   checkpointing="model.gradient_checkpointing=true" in mode, group=GROUP,
                   prompt_tokens=record["prompt_tokens"], completion_tokens=record["tokens"],
-                  compute_bytes=4 if cpu else 2, cpu=cpu)
+                  compute_bytes=2 if record["bf16_compute"] else 4, cpu=cpu)
     return step_parts(SHAPES[record["config"]], setup)
 
 
@@ -268,11 +273,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", help="write every record as JSON here")
+    parser.add_argument("--gpu", action="store_true", help="the GPU row of benchmarks/gpu_smoke.sh: 1b, "
+                        "lora and full at 256 tokens, 2 steps")
     parser.add_argument("--predict", action="store_true", help="print the memory model's GPU table and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tiny:  # a minute: no 8-bit optimizer (torch.compile) nor bf16 (slow on most CPUs)
         args.config, args.modes, args.tokens = "tiny", args.modes or "lora,full_fp32", args.tokens or "64"
+    if args.gpu:
+        args.config, args.modes, args.tokens = "1b", args.modes or "lora,full", args.tokens or "256"
     args.modes, args.tokens = args.modes or "lora,lora_gc,full", args.tokens or "256,1024"
     if args.child:
         return child(args)
