@@ -73,10 +73,12 @@ class PhasePeaks:
     def now(self) -> int:
         import torch
 
+        from groupwise.runtime.memory import current_rss_bytes
+
         if self.cuda:
             return torch.cuda.memory_allocated()
         trimmed()
-        return status_kib("VmRSS") * 1024
+        return current_rss_bytes()
 
     def reset(self) -> None:
         import torch

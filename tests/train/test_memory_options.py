@@ -2,6 +2,7 @@
 for bf16 ones), gradient checkpointing; each changes memory, not the training maths beyond its stated rounding."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -121,14 +122,6 @@ def test_adamw_8bit_stores_a_quarter_of_the_state_and_steps_like_adamw():
     torch.testing.assert_close(update_8bit, update, atol=1.5e-5, rtol=0.1)  # 8-bit moments: ~1% error
 
 
-def test_adamw_8bit_run_trains(tiny_config, tmp_path):
-    pytest.importorskip("torchao")
-    training_loop(tiny_config("train.optimizer=adamw_8bit", "train.learning_rate=1e-3"), tmp_path / "run")
-    rows = _metrics(tmp_path / "run")
-    assert len(rows) == 2 and all(row["skipped_update"] == 0.0 for row in rows)
-    assert isinstance(rows[0]["lr"], float)
-
-
 def _one_update(overrides: list[str], rollout=None):
     """Loss and SGD(lr=1) step (= the gradient) of one optimizer step of tiny-random on a fixed rollout."""
     model, tokenizer = build_tiny_random(seed=0)
@@ -164,3 +157,11 @@ def test_gradient_checkpointing_changes_memory_not_the_gradient(lora):
     assert any(d.abs().max() > 1e-4 for d in plain_step.values())  # a real update
     for name in plain_step:
         torch.testing.assert_close(step[name], plain_step[name], atol=1e-6, rtol=1e-4)
+
+
+def test_adamw_8bit_without_torchao_names_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchao", None)  # import torchao raises ImportError
+    monkeypatch.setitem(sys.modules, "torchao.optim", None)
+    with pytest.raises(GroupwiseError, match="needs torchao") as err:
+        build_optimizer([torch.nn.Parameter(torch.ones(3))], _train(["train.optimizer=adamw_8bit"]))
+    assert "torchao==0.18.0" in err.value.fix and "train.optimizer: adamw" in err.value.fix
