@@ -1,7 +1,8 @@
 """`train.optimizer_offload`: the optimizer steps float32 master copies of the weights kept in CPU memory.
 
 The device then holds only the weights and their gradients (4 bytes per parameter in bf16, 8 in float32); the
-master copies and AdamW's two moments (12 bytes per parameter in float32) sit in CPU memory. Each step copies
+master copies, a float32 gradient buffer and AdamW's two moments (16 bytes per parameter) sit in CPU memory,
+where the step runs (no faster than the CPU's AdamW; the copies cross PCIe twice a step). Each step copies
 the (already clipped) gradients to the CPU, steps there, and copies the updated weights back, rounded to the
 weights' dtype. With bf16 weights this is "bf16 weights, float32 master weights and optimizer state".
 """
