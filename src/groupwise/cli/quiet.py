@@ -11,7 +11,7 @@ from groupwise.runtime.quiet import THIRD_PARTY_MODULES
 
 # loggers of the libraries groupwise drives; its own (groupwise.*) keep warning, e.g. the sandbox fallback
 THIRD_PARTY_LOGGERS = ("math_verify", "latex2sympy2_extended", "transformers", "peft", "datasets",
-                       "huggingface_hub", "accelerate", "torch", "vllm")
+                       "huggingface_hub", "accelerate", "torch", "vllm", "torchao")
 VERBOSE_HELP = "Show other libraries' warnings, logs and load bars (hidden by default)."
 
 

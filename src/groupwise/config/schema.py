@@ -21,7 +21,8 @@ class ModelConfig(Section):
     gguf_file: str | None = Field(None, description="GGUF file inside `name` (a folder or hub repo) to dequantize.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights' dtype; auto: a frozen LoRA base in bfloat16 where the device computes bf16 "
-        "fast (AVX512-BF16/AMX CPUs, CUDA), else float32. Trainable weights stay float32.")
+        "fast (AVX512-BF16/AMX CPUs, CUDA), else float32. A LoRA adapter stays float32; full fine-tuning trains "
+        "the weights in this dtype (bfloat16: see train.optimizer_offload for float32 master weights).")
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu' or 'cuda[:N]'.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
     attention: Literal["auto", "eager", "sdpa"] = Field(
@@ -259,6 +260,14 @@ class TrainConfig(Section):
                                          "(fp32 weights and optimizer); auto: where the device computes it fast.")
     steps: int = Field(20, ge=1, description="Training steps (one rollout batch each).")
     learning_rate: float = Field(5e-5, gt=0, description="AdamW learning rate.")
+    optimizer: Literal["adamw", "adamw_8bit"] = Field(
+        "adamw", description="adamw: torch's AdamW (two moments in the weights' dtype: 8 bytes per parameter in "
+        "float32); adamw_8bit: torchao's 8-bit AdamW (2 bytes per parameter; bf16 weights are updated with "
+        "stochastic rounding); needs torchao (scripts/setup.sh --lowbit). docs/memory.md.")
+    optimizer_offload: bool = Field(
+        False, description="Step float32 master copies of the trained weights in CPU memory, with the optimizer's "
+        "state: the device keeps only the weights and gradients. With model.dtype bfloat16, this is bf16 weights "
+        "with float32 master weights and optimizer state. Nothing changes for float32 weights on a CPU.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
     schedule: Literal["constant", "cosine"] = Field("constant", description="Schedule after warm-up.")

@@ -24,7 +24,10 @@ def compute_dtype(device: torch.device, fallback: torch.dtype) -> torch.dtype:
 def _chunk_logits(h: Tensor, weight: Tensor, inv_temperature: float, out: Tensor) -> Tensor:
     """h @ weight.T / T as float32, written into `out` (a buffer reused chunk after chunk)."""
     logits = out[: h.shape[0]]
-    logits.copy_(h @ weight.T)
+    if h.dtype == logits.dtype:  # straight into the buffer: `h @ weight.T` would allocate a [chunk, V] temporary
+        torch.mm(h, weight.T, out=logits)
+    else:
+        logits.copy_(h @ weight.T)
     return logits.mul_(inv_temperature) if inv_temperature != 1.0 else logits
 
 

@@ -84,7 +84,7 @@ def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, sched
     timings["step_s"] = time.perf_counter() - clock
     whole = gather_batch(batch, tokenizer.pad_token_id)  # distributed: every rank's groups, in one-process order
     timings = {k: all_max(v) for k, v in timings.items()}  # distributed: the slowest rank's times
-    return step_metrics(whole, update, timings, cfg) | {"lr": scheduler.get_last_lr()[0], "_batch": whole,
+    return step_metrics(whole, update, timings, cfg) | {"lr": float(scheduler.get_last_lr()[0]), "_batch": whole,
                                                         "world_size": world_size(),
                                                         "sampled_tokens": sampled_tokens} | peak_memory()
 

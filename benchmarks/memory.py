@@ -1,0 +1,313 @@
+"""Memory of real GRPO steps on a Llama 3.2 1B-shaped model with random weights: the peak of each phase, split.
+
+    .venv/bin/python benchmarks/memory.py --tiny                       # the tiny body with the 1B vocabulary, < 1 min
+    .venv/bin/python benchmarks/memory.py [--config 1b|3b|8b] [--modes lora,lora_gc,full] [--tokens 256,1024]
+
+Random weights built from the published configuration have the real model's shapes, and so its memory. Each
+(mode, completion length) runs in a child process of its own: one prompt of 128 tokens, a group of 8 completions
+(a random model almost never samples EOS, so they run to the limit), `--steps` GRPO steps through
+`groupwise.train.step.grpo_step`. The child records the peak of each phase, load, sampling (`collect_batch`),
+reference pass (`reference_and_old_logprobs`) and update (`policy_updates`): on a CPU the resident set's
+high-water mark, reset before each phase (`/proc/self/clear_refs`, after `malloc_trim`); on a GPU
+`torch.cuda.max_memory_allocated`, reset likewise. It splits the memory into tensor bytes counted directly
+(weights, frozen base, adapter, gradients at the optimizer step, optimizer state, reference, the sampler's copy)
+and the phases' transients over what was held when they started (sampling: KV cache and decoding; update:
+gradients, activations, log-prob chunks), and prints the memory model's prediction (docs/memory.md) beside each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import string
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import child_env, machine_info, markdown_table, report, run_child  # noqa: E402
+
+PROMPT_TOKENS, GROUP = 128, 8
+BASE = ["model.name=tiny-random", "rollout.prompts_per_step=1", f"rollout.group_size={GROUP}",
+        f"train.micro_batch_size={GROUP}", "train.bf16=auto", "log.progress=false", "rollout.weights=shared",
+        "train.learning_rate=1e-5"]
+MODES = {  # the issue's settings; `full` is the full fine-tuning that fits 16 GB
+    "lora": ["lora.enabled=true", "lora.r=16", "lora.target_modules=all-linear", "algorithm.beta=0.04"],
+    "lora_gc": ["lora.enabled=true", "lora.r=16", "lora.target_modules=all-linear", "algorithm.beta=0.04",
+                "model.gradient_checkpointing=true"],
+    "full": ["lora.enabled=false", "algorithm.beta=0", "model.dtype=bfloat16", "train.optimizer=adamw_8bit",
+             "model.gradient_checkpointing=true"],
+    "full_fp32": ["lora.enabled=false", "algorithm.beta=0.04", "model.dtype=float32"],
+}
+MIB = 2**20
+
+
+# ---- the child: one (mode, tokens) run ---------------------------------------------------------------------
+
+
+def trimmed() -> None:
+    """Hand glibc's free blocks back to the system, so that the resident set is what is in use."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+class PhasePeaks:
+    """The peak of each phase: reset before it, read after it (CPU: VmHWM; CUDA: max_memory_allocated)."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda, self.peaks, self.starts = cuda, {}, {}
+
+    def now(self) -> int:
+        import torch
+
+        from groupwise.runtime.memory import current_rss_bytes
+
+        if self.cuda:
+            return torch.cuda.memory_allocated()
+        trimmed()
+        return current_rss_bytes()
+
+    def reset(self) -> None:
+        import torch
+
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            trimmed()
+            Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+
+    def peak(self) -> int:
+        import torch
+
+        return torch.cuda.max_memory_allocated() if self.cuda else status_kib("VmHWM") * 1024
+
+    def wrap(self, name: str, fn):
+        def measured(*args, **kwargs):  # the last step's: the first one also pages in code and lazy imports
+            self.starts[name] = self.now()
+            self.reset()
+            out = fn(*args, **kwargs)
+            self.peaks[name] = self.peak()
+            return out
+
+        return measured
+
+
+def build_model(shape_name: str, dtype: str, device: str):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from groupwise.models.memory_model import SHAPES, llama_config
+    from groupwise.models.tiny import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()  # one token per character; its ids are valid in any vocabulary
+    config = llama_config(SHAPES[shape_name], pad_token_id=tokenizer.pad_token_id,
+                          eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    torch.manual_seed(0)
+    with torch.device(device):  # initialised where it runs: a GPU builds 1.2B random weights in a second
+        model = LlamaForCausalLM(config).to(getattr(torch, dtype))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.set_attn_implementation("sdpa")  # as on a GPU; eager's [rows, heads, T, T] scores would add to it
+    return model, tokenizer
+
+
+def split(policy, optimizer, grads: int) -> dict[str, int]:
+    """Tensor bytes of each persistent part, each storage once."""
+    from groupwise.runtime.memory import tensor_bytes
+
+    own = list(policy.model.parameters())
+    owned = {p.untyped_storage().data_ptr() for p in own}
+    adapter = [p for n, p in policy.model.named_parameters() if "lora_" in n]
+    base = [p for n, p in policy.model.named_parameters() if "lora_" not in n]
+    state = [v for s in optimizer.state.values() for v in s.values() if hasattr(v, "dim") and v.dim() > 0]
+    masters = getattr(optimizer, "masters", [])
+    engine = getattr(policy.sampler, "engine", None)
+    copy = [p for p in getattr(engine, "model", policy.model).parameters()
+            if p.untyped_storage().data_ptr() not in owned]
+    reference = [] if policy.reference is None else [p for p in policy.reference.parameters()
+                                                     if p.untyped_storage().data_ptr() not in owned]
+    return {"weights": tensor_bytes(base), "adapter": tensor_bytes(adapter), "gradients": grads,
+            "optimizer": tensor_bytes(state) + tensor_bytes(masters), "reference": tensor_bytes(reference),
+            "sampler_copy": tensor_bytes(copy)}
+
+
+def child(args: argparse.Namespace) -> None:
+    import torch
+
+    from groupwise.config.load import build_config
+    from groupwise.models.precision import bf16_pays
+    from groupwise.rewards.compute import RewardFunction
+    from groupwise.runtime.memory import tensor_bytes
+    from groupwise.train import step as step_module
+    from groupwise.train.optim import build_optimizer
+    from groupwise.train.policy import wrap_policy
+
+    torch.set_num_threads(args.threads)
+    cuda = torch.cuda.is_available()
+    mode, tokens = args.child.split(":")
+    cfg = build_config(None, BASE + MODES[mode] + [f"rollout.max_new_tokens={tokens}",
+                                                   f"model.device={'cuda' if cuda else 'cpu'}"])
+    meter = PhasePeaks(cuda)
+    baseline = meter.now()
+    meter.reset()
+    start = time.perf_counter()
+    dtype = "float32" if cfg.model.dtype == "auto" else cfg.model.dtype
+    model, tokenizer = build_model(args.config, dtype, "cuda" if cuda else "cpu")
+    if cfg.model.dtype == "auto" and cfg.lora.enabled and bf16_pays(model):  # as load_configured_model does
+        model.to(torch.bfloat16)
+    policy = wrap_policy(model, cfg)
+    optimizer, scheduler = build_optimizer(policy.trainable_parameters(), cfg.train)
+    meter.peaks["load"] = meter.peak()
+    grads = [0]
+    inner_step = optimizer.step
+
+    def counted_step(*a, **k):
+        grads[0] = max(grads[0], tensor_bytes(p.grad for p in policy.trainable_parameters() if p.grad is not None))
+        return inner_step(*a, **k)
+
+    optimizer.step = counted_step
+    for name, phase in (("collect_batch", "sampling"), ("reference_and_old_logprobs", "reference"),
+                        ("policy_updates", "update")):
+        setattr(step_module, name, meter.wrap(phase, getattr(step_module, name)))
+    prompt = (string.ascii_letters * 4)[:PROMPT_TOKENS]
+    parity = RewardFunction("parity", lambda prompts, completions, completion_ids, **_: [
+        float(sum(ids) % 2) for ids in completion_ids], 1.0)
+    lengths = []
+    for step in range(1, args.steps + 1):
+        metrics = step_module.grpo_step(policy, tokenizer, optimizer, scheduler, cfg, [parity],
+                                        lambda n: ([{"prompt": prompt}] * n, [prompt] * n), step=step)
+        lengths.append(metrics["completion_len/mean"])
+    report({"mode": mode, "tokens": int(tokens), "device": "cuda" if cuda else "cpu", "config": args.config,
+            "baseline": baseline, "peaks": meter.peaks, "starts": meter.starts,
+            "split": split(policy, optimizer, grads[0]), "completion_len": lengths, "bf16_compute": policy.bf16,
+            "weight_bytes": next(p for n, p in policy.model.named_parameters() if "lora_" not in n).element_size(),
+            "prompt_tokens": len(tokenizer(prompt)["input_ids"]), "seconds": round(time.perf_counter() - start, 1)})
+
+
+# ---- the parent: one child per run, and the tables ----------------------------------------------------------
+
+
+def predicted(record: dict[str, Any]) -> dict[str, int]:
+    """The memory model's parts for a run as the child ran it (its weights' dtype, bf16 autocast or not)."""
+    from groupwise.models.memory_model import SHAPES, Setup, step_parts
+
+    mode, cpu = MODES[record["mode"]], record["device"] == "cpu"
+    setup = Setup(lora="lora.enabled=true" in mode, weight_bytes=record["weight_bytes"],
+                  optimizer="adamw_8bit" if "train.optimizer=adamw_8bit" in mode else "adamw",
+                  reference="algorithm.beta=0.04" in mode, sampler_copy=False,
+                  checkpointing="model.gradient_checkpointing=true" in mode, group=GROUP,
+                  prompt_tokens=record["prompt_tokens"], completion_tokens=record["tokens"],
+                  compute_bytes=2 if record["bf16_compute"] else 4, cpu=cpu)
+    return step_parts(SHAPES[record["config"]], setup)
+
+
+def rows(record: dict[str, Any]) -> list[list[Any]]:
+    """The measured split beside the prediction, in MiB."""
+    from groupwise.models.memory_model import phase_peaks, update_transient
+
+    cpu = record["device"] == "cpu"
+    guess, got = predicted(record), record["split"]
+    starts, peaks = record["starts"], record["peaks"]
+    out = [[part, round(got[part] / MIB), round(guess[part] / MIB)] for part in
+           ("weights", "adapter", "gradients", "optimizer", "reference", "sampler_copy")]
+    out.append(["sampling: KV cache + one token's temporaries", round((peaks["sampling"] - starts["sampling"]) / MIB),
+                round((guess["kv_cache"] + guess["sampling"]) / MIB)])
+    out.append(["update: gradients + activations + head and optimizer temporaries",
+                round((peaks["update"] - starts["update"]) / MIB), round(update_transient(guess, cpu) / MIB)])
+    model_peaks = phase_peaks(guess, cpu)
+    for phase in ("load", "sampling", "reference", "update"):
+        out.append([f"peak: {phase} (over the process baseline)", round((peaks[phase] - record["baseline"]) / MIB),
+                    None if phase not in model_peaks else round(model_peaks[phase] / MIB)])
+    return out
+
+
+GPU_SETUPS = {  # the memory model's GPU configurations (bf16 compute, the sampler on the policy's weights)
+    "LoRA r16": {"lora": True},
+    "LoRA r16, no checkpointing": {"lora": True, "checkpointing": False},
+    "full, fp32 AdamW, reference": {"lora": False, "weight_bytes": 4, "reference": True, "checkpointing": False},
+    "full, bf16 + 8-bit AdamW, beta 0": {"lora": False, "optimizer": "adamw_8bit"},
+    "full, bf16 + offload, beta 0": {"lora": False, "offload": True},
+}
+GPU_SIZES_GB = (16, 24, 40, 80)
+CUDA_CONTEXT_GIB, FRAGMENTATION = 0.5, 1.1  # assumed: the CUDA context, and the caching allocator's slack
+
+
+def smallest_fit(peak_gib: float) -> str:
+    """The smallest GPU of GPU_SIZES_GB (GiB, as cards are sold) holding `peak_gib` with context and slack."""
+    need = peak_gib * FRAGMENTATION + CUDA_CONTEXT_GIB
+    return next((str(gb) for gb in GPU_SIZES_GB if need <= gb), "> 80")
+
+
+def prediction_table() -> str:
+    """Predicted GPU peaks (GiB) of the GPU setups for 1B/3B/8B at 256/1024/4096 completion tokens, and the
+    smallest of 16/24/40/80 GB that holds each."""
+    from groupwise.models.memory_model import SHAPES, Setup, predicted_peak
+
+    table = []
+    for name, settings in GPU_SETUPS.items():
+        for size in ("1b", "3b", "8b"):
+            cells = []
+            for tokens in (256, 1024, 4096):
+                peak = predicted_peak(SHAPES[size], Setup(completion_tokens=tokens, **settings)) / 2**30
+                cells.append(f"{peak:.1f} ({smallest_fit(peak)})")
+            table.append([name, size, *cells])
+    return markdown_table(["setup", "model", "256 tokens", "1024 tokens", "4096 tokens"], table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="1b", choices=["1b", "3b", "8b", "tiny"])
+    parser.add_argument("--tiny", action="store_true", help="the tiny body with the 1B vocabulary (a quick check)")
+    parser.add_argument("--modes", help=f"comma-separated, of {', '.join(MODES)} (default: lora,lora_gc,full)")
+    parser.add_argument("--tokens", help="completion lengths (default: 256,1024)")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", help="write every record as JSON here")
+    parser.add_argument("--gpu", action="store_true", help="the GPU row of benchmarks/gpu_smoke.sh: 1b, "
+                        "lora and full at 256 tokens, 2 steps")
+    parser.add_argument("--predict", action="store_true", help="print the memory model's GPU table and exit")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.tiny:  # a minute: no 8-bit optimizer (torch.compile) nor bf16 (slow on most CPUs)
+        args.config, args.modes, args.tokens = "tiny", args.modes or "lora,full_fp32", args.tokens or "64"
+    if args.gpu:
+        args.config, args.modes, args.tokens = "1b", args.modes or "lora,full", args.tokens or "256"
+    args.modes, args.tokens = args.modes or "lora,lora_gc,full", args.tokens or "256,1024"
+    if args.child:
+        return child(args)
+    if args.predict:
+        return print(prediction_table())
+    records = []
+    print(json.dumps(machine_info()), flush=True)
+    for mode in args.modes.split(","):
+        for tokens in args.tokens.split(","):
+            cmd = [sys.executable, __file__, "--child", f"{mode}:{tokens}", "--config", args.config,
+                   "--steps", str(args.steps), "--threads", str(args.threads)]
+            result = run_child(cmd, env=child_env(args.threads))
+            if result.record is None:
+                print(f"{mode} at {tokens} tokens failed (exit code {result.returncode})", flush=True)
+                continue
+            record = result.record | {"child_peak_rss_mib": round(result.peak_rss_mib)}
+            records.append(record)
+            print(f"\n{args.config} {mode}, {record['prompt_tokens']} + {tokens} tokens, group {GROUP}, "
+                  f"{record['device']}, {record['seconds']} s, whole child's peak RSS "
+                  f"{record['child_peak_rss_mib']} MiB\n", flush=True)
+            print(markdown_table(["part (MiB)", "measured", "predicted"], rows(record)), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"machine": machine_info(), "records": records}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
