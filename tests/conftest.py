@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -68,3 +72,16 @@ class ScriptedEngine:
 @pytest.fixture
 def scripted_engine():
     return ScriptedEngine
+
+
+LOWBIT = Path(__file__).parents[1] / ".venv" / "lowbit"  # setup.sh --dev installs torchao here
+
+
+@pytest.fixture
+def torchao():
+    """torchao, for the 8-bit optimizer. `setup.sh --dev` installs it off the venv's path, in .venv/lowbit:
+    transformers imports torchao in every process where it can find it (~1.5 s each, times every test process);
+    here it joins this process's path only."""
+    if importlib.util.find_spec("torchao") is None and LOWBIT.is_dir() and str(LOWBIT) not in sys.path:
+        sys.path.insert(0, str(LOWBIT))
+    return pytest.importorskip("torchao")

@@ -82,9 +82,9 @@ MODES = {
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_resumed_run_ends_like_uninterrupted_run(mode, tiny_config, tmp_path, monkeypatch):
+def test_resumed_run_ends_like_uninterrupted_run(mode, tiny_config, tmp_path, monkeypatch, request):
     if mode == "lora_8bit":
-        pytest.importorskip("torchao")
+        request.getfixturevalue("torchao")
     extra = MODES[mode]
     cfg = tiny_config("train.steps=4", "train.save_every=2", "train.keep_checkpoints=5",
                       "log.samples_per_step=1", "train.learning_rate=0.01", VARIED, *extra)

@@ -104,8 +104,7 @@ def _state_bytes(optimizer) -> int:
                for state in optimizer.state.values() for t in state.values() if t.dim() > 0)
 
 
-def test_adamw_8bit_stores_a_quarter_of_the_state_and_steps_like_adamw():
-    pytest.importorskip("torchao")
+def test_adamw_8bit_stores_a_quarter_of_the_state_and_steps_like_adamw(torchao):
     torch.manual_seed(0)
     start = torch.randn(64, 256)
     grads = [[torch.randn(64, 256)] for _ in range(3)]
