@@ -81,7 +81,11 @@ LOWBIT = Path(__file__).parents[1] / ".venv" / "lowbit"  # setup.sh --dev instal
 def torchao():
     """torchao, for the 8-bit optimizer. `setup.sh --dev` installs it off the venv's path, in .venv/lowbit:
     transformers imports torchao in every process where it can find it (~1.5 s each, times every test process);
-    here it joins this process's path only."""
+    here it joins this process's path only. Its optimizer step runs eagerly within the test (torch.compile of it
+    took ~13 s of a tiny test, more on a cold cache; the operations are the same)."""
     if importlib.util.find_spec("torchao") is None and LOWBIT.is_dir() and str(LOWBIT) not in sys.path:
         sys.path.insert(0, str(LOWBIT))
-    return pytest.importorskip("torchao")
+    module = pytest.importorskip("torchao")
+    torch.compiler.set_stance("force_eager")
+    yield module
+    torch.compiler.set_stance("default")

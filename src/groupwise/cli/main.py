@@ -296,7 +296,17 @@ def config_(
 
 
 def main() -> None:
-    app()
+    """The `groupwise` command: the Typer app, ended through exit_process (a clean exit under torchrun)."""
+    from groupwise.runtime.distributed import exit_process
+
+    try:
+        app()
+        code = 0
+    except SystemExit as done:  # how the app ends: click's exit code, or a message to print
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    exit_process(code)
 
 
 if __name__ == "__main__":
