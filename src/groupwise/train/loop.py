@@ -124,7 +124,8 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
                      open_trackers(cfg, run_dir)) if is_main() else None
     started = time.perf_counter() - state.get("train_seconds", 0.0)
     trained_cursor = stream.cursor  # where the prompts of the next batch to train on start
-    snapshots.publish(start, policy.model)  # the weights the producer (if any) samples the next batches from
+    if producer is not None:  # the weights it samples the next batches from
+        snapshots.publish(start, policy.model)
     low_streak, nonfinite = state.get("low_streak", 0), state.get("nonfinite", 0)
     rollout_tokens = state.get("rollout_tokens", 0)  # completion tokens sampled so far, dropped groups included
     progress_bar = StepProgress(cfg.train.steps, enabled=cfg.log.progress and is_main(), console=console)
