@@ -119,7 +119,7 @@ def shadow_policy(policy: Policy, cfg: Config) -> Policy:
                              "supported yet: the producer would gather sharded weights beside the trainer",
                              "use LoRA (lora.enabled: true), one process, or rollout.max_staleness 0")
     shared = {id(p): p for p in policy.model.parameters() if not p.requires_grad}
-    model = copy.deepcopy(policy.model, memo=shared)
+    model = copy.deepcopy(policy.model, memo=shared).eval().requires_grad_(False)  # sampled from, never trained
     sampler = Sampler(model, cfg.rollout, environment=configured_environment(cfg))
     return Policy(model, None, lora=policy.lora, sampler=sampler, bf16=policy.bf16)
 
