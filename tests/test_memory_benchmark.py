@@ -33,7 +33,7 @@ def test_tiny_memory_benchmark_measures_every_phase_and_matches_the_model(tmp_pa
     from groupwise.models.memory_model import phase_peaks
 
     model = phase_peaks(predicted(record), cpu=True)  # docs/memory.md: within 15% at the 1B shape
-    # the tiny body: libraries' own allocations weigh more here, and RSS moves from run to run (a phase came out
-    # 20.1% above the model once in a full-suite run, 2026-12-05, and within 13% in four runs alone)
+    # the tiny body: libraries' own allocations weigh more here, and RSS moves from run to run (6-13% above the
+    # model when the benchmark was written; once 20.1% in a full-suite run, 2026-12-05)
     for phase in ("sampling", "update"):
         assert peaks[phase] - baseline == pytest.approx(model[phase], rel=0.25)
