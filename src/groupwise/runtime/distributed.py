@@ -46,7 +46,7 @@ def init_distributed(device: str = "auto") -> None:
     cuda = device != "cpu" and torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" then means this rank's GPU
-    timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV) or 600))
+    timeout = collective_timeout()
     backend = "nccl" if cuda else "gloo"
     store = restart_store(timeout)
     if store is None:
@@ -68,6 +68,11 @@ def exit_process(code: int) -> None:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)
+
+
+def collective_timeout() -> timedelta:
+    """How long a collective may wait: GROUPWISE_COLLECTIVE_TIMEOUT_S seconds (default 600)."""
+    return timedelta(seconds=float(os.environ.get(TIMEOUT_ENV) or 600))
 
 
 def restart_store(timeout: timedelta) -> dist.Store | None:
@@ -94,14 +99,14 @@ def side_group() -> dist.ProcessGroup | None:
     None on one process."""
     if not dist.is_initialized():
         return None
-    return dist.new_group(backend="gloo", timeout=timedelta(seconds=float(os.environ.get(TIMEOUT_ENV) or 600)))
+    return dist.new_group(backend="gloo", timeout=collective_timeout())
 
 
 @contextlib.contextmanager
 def collectives_on(group: dist.ProcessGroup | None) -> Iterator[None]:
     """Within the block, this thread's object collectives (all_gather_objects and what uses it, run_on_main,
     barrier) run on `group`."""
-    previous = getattr(_thread, "group", None)
+    previous = _group()
     _thread.group = group
     try:
         yield
