@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/memory.py --tiny                       # the tiny body with the 1B vocabulary, < 1 min
     .venv/bin/python benchmarks/memory.py [--config 1b|3b|8b] [--modes lora,lora_gc,full] [--tokens 256,1024]
+    .venv/bin/python benchmarks/memory.py --config 1b --modes lora --tokens 256 --trl  # TRL's column beside it
 
 Random weights built from the published configuration have the real model's shapes, and so its memory. Each
 (mode, completion length) runs in a child process of its own: one prompt of 128 tokens, a group of 8 completions
@@ -13,6 +14,8 @@ high-water mark, reset before each phase (`/proc/self/clear_refs`, after `malloc
 (weights, frozen base, adapter, gradients at the optimizer step, optimizer state, reference, the sampler's copy)
 and the phases' transients over what was held when they started (sampling: KV cache and decoding; update:
 gradients, activations, log-prob chunks), and prints the memory model's prediction (docs/memory.md) beside each.
+With `--trl`, each LoRA mode's run is followed by TRL's GRPOTrainer on the same model and settings in a child of
+its own (benchmarks/memory_trl.py), measured the same way, and its column is printed beside groupwise's.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ MODES = {  # the issue's settings; `full` is the full fine-tuning that fits 16 G
     "full_fp32": ["lora.enabled=false", "algorithm.beta=0.04", "model.dtype=float32"],
 }
 MIB = 2**20
+SHAPE_NAMES = ("1b", "3b", "8b", "tiny")  # memory_model.SHAPES
+PROMPT = (string.ascii_letters * 4)[:PROMPT_TOKENS]  # one token per character with build_tiny_tokenizer
 
 
 # ---- the child: one (mode, tokens) run ---------------------------------------------------------------------
@@ -94,12 +99,20 @@ class PhasePeaks:
 
         return torch.cuda.max_memory_allocated() if self.cuda else status_kib("VmHWM") * 1024
 
+    def begin(self, name: str) -> None:
+        """Start phase `name`: note what is held now, and reset the peak."""
+        self.starts[name] = self.now()
+        self.reset()
+
+    def end(self, name: str) -> None:
+        """End phase `name`: its peak since `begin` (a later step's replaces an earlier one's)."""
+        self.peaks[name] = self.peak()
+
     def wrap(self, name: str, fn):
         def measured(*args, **kwargs):  # the last step's: the first one also pages in code and lazy imports
-            self.starts[name] = self.now()
-            self.reset()
+            self.begin(name)
             out = fn(*args, **kwargs)
-            self.peaks[name] = self.peak()
+            self.end(name)
             return out
 
         return measured
@@ -123,31 +136,60 @@ def build_model(shape_name: str, dtype: str, device: str):
     return model, tokenizer
 
 
-def split(policy, optimizer, grads: int) -> dict[str, int]:
-    """Tensor bytes of each persistent part, each storage once."""
+def split_parts(model, optimizer, grads: int, reference=None, sampler=None) -> dict[str, int]:
+    """Tensor bytes of each persistent part, each storage once; `reference` and `sampler` count only the storages
+    that `model` does not own."""
     from groupwise.runtime.memory import tensor_bytes
 
-    own = list(policy.model.parameters())
-    owned = {p.untyped_storage().data_ptr() for p in own}
-    adapter = [p for n, p in policy.model.named_parameters() if "lora_" in n]
-    base = [p for n, p in policy.model.named_parameters() if "lora_" not in n]
+    owned = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def apart(module) -> list:
+        return [] if module is None else [p for p in module.parameters() if p.untyped_storage().data_ptr() not in owned]
+
+    adapter = [p for n, p in model.named_parameters() if "lora_" in n]
+    base = [p for n, p in model.named_parameters() if "lora_" not in n]
     state = [v for s in optimizer.state.values() for v in s.values() if hasattr(v, "dim") and v.dim() > 0]
     masters = getattr(optimizer, "masters", [])
-    engine = getattr(policy.sampler, "engine", None)
-    copy = [p for p in getattr(engine, "model", policy.model).parameters()
-            if p.untyped_storage().data_ptr() not in owned]
-    reference = [] if policy.reference is None else [p for p in policy.reference.parameters()
-                                                     if p.untyped_storage().data_ptr() not in owned]
     return {"weights": tensor_bytes(base), "adapter": tensor_bytes(adapter), "gradients": grads,
-            "optimizer": tensor_bytes(state) + tensor_bytes(masters), "reference": tensor_bytes(reference),
-            "sampler_copy": tensor_bytes(copy)}
+            "optimizer": tensor_bytes(state) + tensor_bytes(masters), "reference": tensor_bytes(apart(reference)),
+            "sampler_copy": tensor_bytes(apart(sampler))}
+
+
+def split(policy, optimizer, grads: int) -> dict[str, int]:
+    """groupwise's parts: the policy's weights and adapter, its reference copy and its sampler's copy."""
+    engine = getattr(policy.sampler, "engine", None)
+    return split_parts(policy.model, optimizer, grads, policy.reference, getattr(engine, "model", None))
+
+
+def settings(mode: str, tokens: int | str, cuda: bool):
+    """groupwise's configuration of `mode` at `tokens` completion tokens."""
+    from groupwise.config.load import build_config
+
+    return build_config(None, BASE + MODES[mode] + [f"rollout.max_new_tokens={tokens}",
+                                                    f"model.device={'cuda' if cuda else 'cpu'}"])
+
+
+def load_model(cfg, shape_name: str, cuda: bool):
+    """The random model in the dtype groupwise's run gives it (bf16 for LoRA only where bf16 pays)."""
+    import torch
+
+    from groupwise.models.precision import bf16_pays
+
+    dtype = "float32" if cfg.model.dtype == "auto" else cfg.model.dtype
+    model, tokenizer = build_model(shape_name, dtype, "cuda" if cuda else "cpu")
+    if cfg.model.dtype == "auto" and cfg.lora.enabled and bf16_pays(model):  # as load_configured_model does
+        model.to(torch.bfloat16)
+    return model, tokenizer
+
+
+def parity(completion_ids: list[list[int]], **_: Any) -> list[float]:
+    """The trivial reward both trainers score: the parity of the completion's token ids."""
+    return [float(sum(ids) % 2) for ids in completion_ids]
 
 
 def child(args: argparse.Namespace) -> None:
     import torch
 
-    from groupwise.config.load import build_config
-    from groupwise.models.precision import bf16_pays
     from groupwise.rewards.compute import RewardFunction
     from groupwise.runtime.memory import tensor_bytes
     from groupwise.train import step as step_module
@@ -157,19 +199,15 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     cuda = torch.cuda.is_available()
     mode, tokens = args.child.split(":")
-    cfg = build_config(None, BASE + MODES[mode] + [f"rollout.max_new_tokens={tokens}",
-                                                   f"model.device={'cuda' if cuda else 'cpu'}"])
+    cfg = settings(mode, tokens, cuda)
     meter = PhasePeaks(cuda)
     baseline = meter.now()
     meter.reset()
     start = time.perf_counter()
-    dtype = "float32" if cfg.model.dtype == "auto" else cfg.model.dtype
-    model, tokenizer = build_model(args.config, dtype, "cuda" if cuda else "cpu")
-    if cfg.model.dtype == "auto" and cfg.lora.enabled and bf16_pays(model):  # as load_configured_model does
-        model.to(torch.bfloat16)
+    model, tokenizer = load_model(cfg, args.config, cuda)
     policy = wrap_policy(model, cfg)
     optimizer, scheduler = build_optimizer(policy.trainable_parameters(), cfg.train)
-    meter.peaks["load"] = meter.peak()
+    meter.end("load")
     grads = [0]
     inner_step = optimizer.step
 
@@ -181,19 +219,18 @@ def child(args: argparse.Namespace) -> None:
     for name, phase in (("collect_batch", "sampling"), ("reference_and_old_logprobs", "reference"),
                         ("policy_updates", "update")):
         setattr(step_module, name, meter.wrap(phase, getattr(step_module, name)))
-    prompt = (string.ascii_letters * 4)[:PROMPT_TOKENS]
-    parity = RewardFunction("parity", lambda prompts, completions, completion_ids, **_: [
-        float(sum(ids) % 2) for ids in completion_ids], 1.0)
+    reward = RewardFunction("parity", parity, 1.0)
     lengths = []
     for step in range(1, args.steps + 1):
-        metrics = step_module.grpo_step(policy, tokenizer, optimizer, scheduler, cfg, [parity],
-                                        lambda n: ([{"prompt": prompt}] * n, [prompt] * n), step=step)
+        metrics = step_module.grpo_step(policy, tokenizer, optimizer, scheduler, cfg, [reward],
+                                        lambda n: ([{"prompt": PROMPT}] * n, [PROMPT] * n), step=step)
         lengths.append(metrics["completion_len/mean"])
-    report({"mode": mode, "tokens": int(tokens), "device": "cuda" if cuda else "cpu", "config": args.config,
-            "baseline": baseline, "peaks": meter.peaks, "starts": meter.starts,
+    report({"system": "groupwise", "mode": mode, "tokens": int(tokens), "device": "cuda" if cuda else "cpu",
+            "config": args.config, "baseline": baseline, "peaks": meter.peaks, "starts": meter.starts,
             "split": split(policy, optimizer, grads[0]), "completion_len": lengths, "bf16_compute": policy.bf16,
             "weight_bytes": next(p for n, p in policy.model.named_parameters() if "lora_" not in n).element_size(),
-            "prompt_tokens": len(tokenizer(prompt)["input_ids"]), "seconds": round(time.perf_counter() - start, 1)})
+            "prompt_tokens": len(tokenizer(PROMPT)["input_ids"]), "steps": args.steps,
+            "seconds": round(time.perf_counter() - start, 1)})
 
 
 # ---- the parent: one child per run, and the tables ----------------------------------------------------------
@@ -213,24 +250,50 @@ def predicted(record: dict[str, Any]) -> dict[str, int]:
     return step_parts(SHAPES[record["config"]], setup)
 
 
-def rows(record: dict[str, Any]) -> list[list[Any]]:
-    """The measured split beside the prediction, in MiB."""
+PARTS = ("weights", "adapter", "gradients", "optimizer", "reference", "sampler_copy")
+PHASES = ("load", "sampling", "reference", "update")
+LABELS = [*PARTS, "sampling: KV cache + one token's temporaries",
+          "update: gradients + activations + head and optimizer temporaries",
+          *(f"peak: {phase} (over the process baseline)" for phase in PHASES),
+          "process baseline (RSS after imports)", "whole child's peak RSS", "mean completion length (tokens)"]
+
+
+def mib(value: float | None) -> int | None:
+    """Bytes as whole MiB, None kept."""
+    return None if value is None else round(value / MIB)
+
+
+def measured(record: dict[str, Any]) -> list[int | float | None]:
+    """A run's column of the table: its parts, its phases' transients and peaks (None where a phase was not
+    isolated), its baseline, whole peak and mean completion length."""
+    got, starts, peaks = record["split"], record["starts"], record["peaks"]
+
+    def over(phase: str, base: int | None) -> int | None:
+        return None if phase not in peaks or base is None else mib(peaks[phase] - base)
+
+    lengths = record["completion_len"]
+    return [*(mib(got[part]) for part in PARTS), over("sampling", starts.get("sampling")),
+            over("update", starts.get("update")), *(over(phase, record["baseline"]) for phase in PHASES),
+            mib(record["baseline"]), record.get("child_peak_rss_mib"),
+            round(sum(lengths) / len(lengths), 1) if lengths else None]
+
+
+def expected(record: dict[str, Any]) -> list[int | None]:
+    """The memory model's column for the same rows (None where it predicts nothing)."""
     from groupwise.models.memory_model import phase_peaks, update_transient
 
     cpu = record["device"] == "cpu"
-    guess, got = predicted(record), record["split"]
-    starts, peaks = record["starts"], record["peaks"]
-    out = [[part, round(got[part] / MIB), round(guess[part] / MIB)] for part in
-           ("weights", "adapter", "gradients", "optimizer", "reference", "sampler_copy")]
-    out.append(["sampling: KV cache + one token's temporaries", round((peaks["sampling"] - starts["sampling"]) / MIB),
-                round((guess["kv_cache"] + guess["sampling"]) / MIB)])
-    out.append(["update: gradients + activations + head and optimizer temporaries",
-                round((peaks["update"] - starts["update"]) / MIB), round(update_transient(guess, cpu) / MIB)])
+    guess = predicted(record)
     model_peaks = phase_peaks(guess, cpu)
-    for phase in ("load", "sampling", "reference", "update"):
-        out.append([f"peak: {phase} (over the process baseline)", round((peaks[phase] - record["baseline"]) / MIB),
-                    None if phase not in model_peaks else round(model_peaks[phase] / MIB)])
-    return out
+    return [*(mib(guess[part]) for part in PARTS), mib(guess["kv_cache"] + guess["sampling"]),
+            mib(update_transient(guess, cpu)), *(mib(model_peaks.get(phase)) for phase in PHASES), None, None,
+            record["tokens"]]
+
+
+def rows(record: dict[str, Any], peer: dict[str, Any] | None = None) -> list[list[Any]]:
+    """The measured split beside the prediction, in MiB, and beside it a peer's (TRL's) measurement."""
+    columns = [LABELS, measured(record), expected(record)] + ([measured(peer)] if peer else [])
+    return [list(row) for row in zip(*columns, strict=True)]
 
 
 GPU_SETUPS = {  # the memory model's GPU configurations (bf16 compute, the sampler on the policy's weights)
@@ -266,9 +329,33 @@ def prediction_table() -> str:
     return markdown_table(["setup", "model", "256 tokens", "1024 tokens", "4096 tokens"], table)
 
 
+TRL_SCRIPT = Path(__file__).with_name("memory_trl.py")
+TRL_MODES = ("lora", "lora_gc")  # TRL builds a full fine-tuning's reference from a path, not from a model object
+
+
+def measure(script: Path, mode: str, tokens: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """One child run of `script` (this file: groupwise; memory_trl.py: TRL): its record, or None when it failed."""
+    cmd = [sys.executable, str(script), "--child", f"{mode}:{tokens}", "--config", args.config,
+           "--steps", str(args.steps), "--threads", str(args.threads)]
+    result = run_child(cmd, env=child_env(args.threads))
+    if result.record is None:
+        print(f"{script.name} {mode} at {tokens} tokens failed (exit code {result.returncode})", flush=True)
+        return None
+    return result.record | {"child_peak_rss_mib": round(result.peak_rss_mib)}
+
+
+def show(record: dict[str, Any], peer: dict[str, Any] | None) -> None:
+    """Print one run's header line and its table, with TRL's column when it ran."""
+    print(f"\n{record['config']} {record['mode']}, {record['prompt_tokens']} + {record['tokens']} tokens, group "
+          f"{GROUP}, {record['device']}, {record['steps']} steps, groupwise {record['seconds']} s"
+          + (f", TRL {peer['version']} {peer['seconds']} s" if peer else "") + "\n", flush=True)
+    headers = ["part (MiB)", "measured", "predicted"] + ([f"TRL {peer['version']} measured"] if peer else [])
+    print(markdown_table(headers, rows(record, peer)), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="1b", choices=["1b", "3b", "8b", "tiny"])
+    parser.add_argument("--config", default="1b", choices=SHAPE_NAMES)
     parser.add_argument("--tiny", action="store_true", help="the tiny body with the 1B vocabulary (a quick check)")
     parser.add_argument("--modes", help=f"comma-separated, of {', '.join(MODES)} (default: lora,lora_gc,full)")
     parser.add_argument("--tokens", help="completion lengths (default: 256,1024)")
@@ -278,6 +365,8 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="the GPU row of benchmarks/gpu_smoke.sh: 1b, "
                         "lora and full at 256 tokens, 2 steps")
     parser.add_argument("--predict", action="store_true", help="print the memory model's GPU table and exit")
+    parser.add_argument("--trl", action="store_true", help="also run TRL's GRPOTrainer (memory_trl.py) beside "
+                        f"each of the modes {', '.join(TRL_MODES)}, measured the same way")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tiny:  # a minute: no 8-bit optimizer (torch.compile) nor bf16 (slow on most CPUs)
@@ -293,18 +382,11 @@ def main() -> None:
     print(json.dumps(machine_info()), flush=True)
     for mode in args.modes.split(","):
         for tokens in args.tokens.split(","):
-            cmd = [sys.executable, __file__, "--child", f"{mode}:{tokens}", "--config", args.config,
-                   "--steps", str(args.steps), "--threads", str(args.threads)]
-            result = run_child(cmd, env=child_env(args.threads))
-            if result.record is None:
-                print(f"{mode} at {tokens} tokens failed (exit code {result.returncode})", flush=True)
-                continue
-            record = result.record | {"child_peak_rss_mib": round(result.peak_rss_mib)}
-            records.append(record)
-            print(f"\n{args.config} {mode}, {record['prompt_tokens']} + {tokens} tokens, group {GROUP}, "
-                  f"{record['device']}, {record['seconds']} s, whole child's peak RSS "
-                  f"{record['child_peak_rss_mib']} MiB\n", flush=True)
-            print(markdown_table(["part (MiB)", "measured", "predicted"], rows(record)), flush=True)
+            record = measure(Path(__file__), mode, tokens, args)
+            peer = measure(TRL_SCRIPT, mode, tokens, args) if args.trl and mode in TRL_MODES else None
+            records += [r for r in (record, peer) if r is not None]
+            if record is not None:
+                show(record, peer)
     if args.out:
         Path(args.out).write_text(json.dumps({"machine": machine_info(), "records": records}, indent=2) + "\n")
 
