@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import child_env, machine_info, markdown_table, report, run_child, write_json  # noqa: E402
-from memory import GROUP, build_model, status_kib, step_inputs, trimmed  # noqa: E402
+from memory import GROUP, PhasePeaks, build_model, step_inputs  # noqa: E402
 
 MIB = 2**20
 PHASES = ("load", "shards", "policy", "steps")  # cumulative high-water marks, in this order
@@ -43,19 +43,6 @@ def overrides(args: argparse.Namespace) -> list[str]:
 
 
 # ---- the child: one rank of one layout ------------------------------------------------------------------------
-
-
-class HighWater:
-    """This process's resident set's high-water mark over its RSS when measuring began, at named points."""
-
-    def __init__(self) -> None:
-        trimmed()
-        self.start = status_kib("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS: the imports' transients do not count
-        self.marks: dict[str, int] = {}
-
-    def mark(self, name: str) -> None:
-        self.marks[name] = (status_kib("VmHWM") - self.start) * 1024
 
 
 def held_bytes(policy, optimizer) -> dict[str, int]:
@@ -83,27 +70,32 @@ def child(args: argparse.Namespace) -> None:
     init_distributed("cpu")
     torch.set_num_threads(args.threads)
     cfg = build_config(None, overrides(args))
-    meter, start = HighWater(), time.perf_counter()
+    meter, start = PhasePeaks(cuda=False), time.perf_counter()
+    baseline, peaks = meter.now(), {}
+    meter.reset()  # the high-water mark from here on: the imports' transients do not count
+
+    def mark(name: str) -> None:
+        peaks[name] = meter.peak() - baseline
 
     def load():
         loaded = build_model(args.shape, args.dtype, "cpu")
-        meter.mark("load")
+        mark("load")
         return loaded
 
     if world_size() > 1:
         model, tokenizer = load_sharded_model(cfg, load)
-        meter.mark("shards")
+        mark("shards")
     else:
         model, tokenizer = load()
     policy = wrap_policy(model, cfg)
     optimizer, scheduler = build_optimizer(policy.trainable_parameters(), cfg.train)
-    meter.mark("policy")
+    mark("policy")
     prompt, parity = step_inputs()
     for step in range(1, args.steps + 1):
         grpo_step(policy, tokenizer, optimizer, scheduler, cfg, [parity],
                   lambda n: ([{"prompt": prompt}] * n, [prompt] * n), step=step)
-    meter.mark("steps")
-    record = {"world_size": world_size(), "rank": rank(), "peaks": meter.marks,
+    mark("steps")
+    record = {"world_size": world_size(), "rank": rank(), "peaks": peaks,
               "held": held_bytes(policy, optimizer), "seconds": round(time.perf_counter() - start, 1)}
     for each in all_gather_objects(record):  # rank 0 reports every rank's: the ranks share one stdout
         if rank() == 0:
