@@ -119,8 +119,10 @@ class PhasePeaks:
 
 
 def build_model(shape_name: str, dtype: str, device: str):
+    """A random Llama of the shape, built in `dtype` on `device` (no float32 copy first, as a checkpoint loads),
+    and the character tokenizer."""
     import torch
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     from groupwise.models.memory_model import SHAPES, llama_config
     from groupwise.models.tiny import build_tiny_tokenizer
@@ -130,7 +132,7 @@ def build_model(shape_name: str, dtype: str, device: str):
                           eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
     torch.manual_seed(0)
     with torch.device(device):  # initialised where it runs: a GPU builds 1.2B random weights in a second
-        model = LlamaForCausalLM(config).to(getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.set_attn_implementation("sdpa")  # as on a GPU; eager's [rows, heads, T, T] scores would add to it
     return model, tokenizer
@@ -187,10 +189,16 @@ def parity(completion_ids: list[list[int]], **_: Any) -> list[float]:
     return [float(sum(ids) % 2) for ids in completion_ids]
 
 
+def step_inputs():
+    """The steps' one prompt (PROMPT_TOKENS characters, a token each) and groupwise's parity reward on it."""
+    from groupwise.rewards.compute import RewardFunction
+
+    return PROMPT, RewardFunction("parity", parity, 1.0)
+
+
 def child(args: argparse.Namespace) -> None:
     import torch
 
-    from groupwise.rewards.compute import RewardFunction
     from groupwise.runtime.memory import tensor_bytes
     from groupwise.train import step as step_module
     from groupwise.train.optim import build_optimizer
@@ -219,7 +227,7 @@ def child(args: argparse.Namespace) -> None:
     for name, phase in (("collect_batch", "sampling"), ("reference_and_old_logprobs", "reference"),
                         ("policy_updates", "update")):
         setattr(step_module, name, meter.wrap(phase, getattr(step_module, name)))
-    reward = RewardFunction("parity", parity, 1.0)
+    _, reward = step_inputs()
     lengths = []
     for step in range(1, args.steps + 1):
         metrics = step_module.grpo_step(policy, tokenizer, optimizer, scheduler, cfg, [reward],

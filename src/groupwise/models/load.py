@@ -147,8 +147,9 @@ def load_configured_tokenizer(cfg) -> PreTrainedTokenizerBase:
         raise load_error(cfg.model.name, err, cached_only) from err
 
 
-def load_configured_model(cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The model and tokenizer a run config names, in the precision it trains in.
+def load_configured_model(cfg, on_cpu: bool = False) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model and tokenizer a run config names, in the precision it trains in; on model.device, or in CPU memory
+    with `on_cpu` (FSDP2's rank 0 hands the shards out from there: train/meta_init.py).
 
     model.dtype 'auto': float32, except a frozen LoRA base, kept in bfloat16 where bf16 pays (`bf16_pays`):
     the adapter stays float32 and the base takes half the memory with no per-forward weight casts.
@@ -160,8 +161,8 @@ def load_configured_model(cfg) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
                                                 dtype=cfg.model.dtype if explicit else "float32",
                                                 cache_dir=cfg.model.cache_dir, seed=cfg.train.seed)
     device = resolve_device(cfg.model.device)
-    model.to(device)
-    if not explicit and cfg.lora.enabled and bf16_pays(model):
+    model.to(torch.device("cpu") if on_cpu else device)
+    if not explicit and cfg.lora.enabled and bf16_pays(model, device):
         model.to(torch.bfloat16)
     model.set_attn_implementation(training_attention(cfg.model.attention, device, cfg.rollout.max_new_tokens))
     return model, tokenizer

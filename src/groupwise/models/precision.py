@@ -30,17 +30,18 @@ def fast_bf16(device: torch.device) -> bool:
 MIN_BF16_HIDDEN = 256  # below this, casts and kernel set-up cost more than bf16 products save
 
 
-def bf16_pays(model: torch.nn.Module) -> bool:
-    """bf16 is worth it for this model on its device: fast bf16 units and matrices large enough to use them."""
-    device = next(model.parameters()).device
+def bf16_pays(model: torch.nn.Module, device: torch.device | None = None) -> bool:
+    """bf16 is worth it for this model on `device` (default: where its weights are): fast bf16 units and matrices
+    large enough to use them."""
+    device = device or next(model.parameters()).device
     hidden = getattr(getattr(model, "config", None), "hidden_size", 0)
     return fast_bf16(device) and hidden >= MIN_BF16_HIDDEN
 
 
-def resolve_bf16(setting: str | bool, model: torch.nn.Module) -> bool:
-    """'auto' means bf16 where it pays for this model (see `bf16_pays`); true/false force it."""
+def resolve_bf16(setting: str | bool, model: torch.nn.Module, device: torch.device | None = None) -> bool:
+    """'auto' means bf16 where it pays for this model on `device` (see `bf16_pays`); true/false force it."""
     if setting == "auto":
-        return bf16_pays(model)
+        return bf16_pays(model, device)
     return bool(setting)
 
 

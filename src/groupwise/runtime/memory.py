@@ -40,11 +40,13 @@ def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
 
 
 def plain_tensors(tensors: Iterable[torch.Tensor]) -> Iterable[torch.Tensor]:
-    """`tensors`, with a wrapper subclass (torchao's 8-bit optimizer state) replaced by the tensors it holds."""
+    """`tensors`, with a wrapper subclass (torchao's 8-bit optimizer state; a DTensor, whose local shard this
+    process holds) replaced by the tensors it holds."""
     for t in tensors:
         if hasattr(t, "__tensor_flatten__"):
             names, _ = t.__tensor_flatten__()
-            yield from plain_tensors(getattr(t, name) for name in names)
+            inner = (getattr(t, name) for name in names)  # a DTensor also names its device mesh
+            yield from plain_tensors(value for value in inner if isinstance(value, torch.Tensor))
         else:
             yield t
 

@@ -1,8 +1,9 @@
 """FSDP2 for full fine-tuning under torchrun: weights, gradients and optimizer state sharded across ranks.
 
 `shard_model` applies `torch.distributed.fsdp.fully_shard` to every decoder layer and then to the root (the
-embedding, final norm and LM head form the root's unit). The rest of the step stays the one-process step; the
-lines that differ are named here:
+embedding, final norm and LM head form the root's unit); `meta_init.py` applies it to a model built on the meta
+device and fills the shards from rank 0's load. The rest of the step stays the one-process step; the lines that
+differ are named here:
 
 - `sharded_forward`: the log-prob code calls the decoder body and reads the LM head weight directly, not through
   the model's `forward`; it runs as a registered FSDP forward method so that the root's weights are gathered.
@@ -35,10 +36,24 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
-from groupwise.runtime.distributed import all_max
+from groupwise.config.schema import Config
+from groupwise.errors import GroupwiseError
+from groupwise.runtime.distributed import all_max, world_size
 from groupwise.train.batch import MicroBatch
 
 FORWARD_METHOD = "groupwise_forward"  # the registered FSDP forward method `sharded_forward` calls
+
+
+def fsdp_training(cfg: Config) -> bool:
+    """Whether this run shards its model with FSDP2: full fine-tuning on more than one process."""
+    return world_size() > 1 and not cfg.lora.enabled
+
+
+def check_sharded_engine(cfg: Config) -> None:
+    """The hf engine would gather the sharded weights for every token it decodes: refused under FSDP2."""
+    if cfg.rollout.engine == "hf":
+        raise GroupwiseError("rollout.engine=hf with full fine-tuning on several processes would gather the "
+                             "sharded weights for every token", "use rollout.engine=fast (the default)")
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:

@@ -22,7 +22,7 @@ from groupwise.data.stream import PromptStream
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.accuracy import evaluate_rows
 from groupwise.evaluate.heldout_eval import unique_rows
-from groupwise.models.load import load_configured_model, resolve_device
+from groupwise.models.load import resolve_device
 from groupwise.rewards.answer_check import answer_format_warning
 from groupwise.rewards.columns import check_reward_columns, golds_of
 from groupwise.rewards.compute import configured_rewards, with_named_rewards
@@ -51,6 +51,7 @@ from groupwise.train.checkpoint import (
 )
 from groupwise.train.fsdp import full_state
 from groupwise.train.inputs import TrainInputs
+from groupwise.train.meta_init import load_training_model
 from groupwise.train.metrics import MetricsLog, write_samples
 from groupwise.train.optim import build_optimizer
 from groupwise.train.policy import Policy, wrap_policy
@@ -89,7 +90,7 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     if heldout:
         check_reward_columns(rewards, heldout, "held-out data")
     model, tokenizer = ((inputs.model, inputs.tokenizer) if inputs.model is not None
-                        else load_configured_model(cfg))  # on model.device, in the training precision
+                        else load_training_model(cfg))  # on model.device, in the training precision; FSDP2: sharded
     if is_main() and (note := template_system_note(train_rows, tokenizer, cfg.data)):
         console.print(f"note: {escape(note)}")
     order_seed = cfg.data.seed if cfg.data.order_seed is None else cfg.data.order_seed

@@ -19,8 +19,8 @@ from groupwise.errors import GroupwiseError
 from groupwise.models.precision import autocast, resolve_bf16
 from groupwise.rollout.completions import Rollout
 from groupwise.rollout.sampler import Sampler
-from groupwise.runtime.distributed import world_size
-from groupwise.train.fsdp import shard_model
+from groupwise.train.fsdp import check_sharded_engine, fsdp_training, is_sharded, shard_model
+from groupwise.train.meta_init import sharded_copy
 
 
 @dataclass
@@ -92,18 +92,18 @@ def wrap_policy(model: PreTrainedModel, cfg: Config) -> Policy:
         if cfg.model.gradient_checkpointing:
             model.enable_input_require_grads()
         return _with_sampler(Policy(model, None, lora=True), cfg)
+    sharded = fsdp_training(cfg)
     reference = None
-    if cfg.algorithm.beta > 0:
+    if cfg.algorithm.beta > 0 and not sharded:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     model.requires_grad_(True)
-    sharded = world_size() > 1
     if sharded:  # FSDP2, the reference sharded the same way (it needs 1/W of its memory on each rank)
-        if cfg.rollout.engine == "hf":
-            raise GroupwiseError("rollout.engine=hf with full fine-tuning on several processes would gather the "
-                                 "sharded weights for every token", "use rollout.engine=fast (the default)")
+        check_sharded_engine(cfg)
         bf16 = resolve_bf16(cfg.train.bf16, model)
-        model = shard_model(model, bf16)
-        reference = shard_model(reference, bf16) if reference is not None else None
+        if not is_sharded(model):  # handed in from Python, whole on every rank (the loop's own: meta_init.py)
+            model = shard_model(model, bf16)
+        if cfg.algorithm.beta > 0:
+            reference = sharded_copy(model, bf16).eval().requires_grad_(False)
     return _with_sampler(Policy(model, reference, lora=False, sharded=sharded), cfg)
 
 
