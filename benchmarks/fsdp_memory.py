@@ -91,6 +91,7 @@ def child(args: argparse.Namespace) -> None:
     optimizer, scheduler = build_optimizer(policy.trainable_parameters(), cfg.train)
     mark("policy")
     prompt, parity = step_inputs()
+    prompt = prompt[: args.prompt_tokens]  # a character is a token (memory.py's tokenizer)
     for step in range(1, args.steps + 1):
         grpo_step(policy, tokenizer, optimizer, scheduler, cfg, [parity],
                   lambda n: ([{"prompt": prompt}] * n, [prompt] * n), step=step)
@@ -108,6 +109,7 @@ def child(args: argparse.Namespace) -> None:
 def run_layout(args: argparse.Namespace, nproc: int) -> list[dict[str, Any]]:
     """Every rank's record of one layout (1 or 2 processes), the cores shared out between the processes."""
     script = [__file__, "--child", "--shape", args.shape, "--tokens", str(args.tokens), "--steps", str(args.steps),
+              "--prompt-tokens", str(args.prompt_tokens),
               "--dtype", args.dtype, "--beta", str(args.beta), "--threads", str(max(1, args.threads // nproc))]
     launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
     result = run_child([sys.executable, *launch, *script], env=child_env(max(1, args.threads // nproc)))
@@ -143,6 +145,8 @@ def main() -> None:
     parser.add_argument("--shape", default="tiny", choices=["1b", "tiny"])
     parser.add_argument("--tokens", type=int, default=16, help="completion tokens per sample")
     parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--prompt-tokens", type=int, default=128,
+                        help="prompt length (at most 128; shorter makes the 1B step affordable on a CPU)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
                         help="weights, AdamW state and the sampler's copy")
     parser.add_argument("--beta", type=float, default=0.04, help="algorithm.beta: > 0 keeps a (sharded) reference")
@@ -154,8 +158,8 @@ def main() -> None:
         return child(args)
     print(json.dumps(machine_info()), flush=True)
     records = run_layout(args, 1) + run_layout(args, 2)
-    print(f"\n{args.shape}, full fine-tuning, beta {args.beta:g}, {args.dtype}, 2 prompts x {GROUP} x {args.tokens} "
-          f"tokens, {args.steps} step(s); MiB over each process's RSS after imports\n")
+    print(f"\n{args.shape}, full fine-tuning, beta {args.beta:g}, {args.dtype}, 2 prompts of {args.prompt_tokens} "
+          f"tokens x {GROUP} x {args.tokens} tokens, {args.steps} step(s); MiB over each process's RSS after imports\n")
     print(table(records))
     ratio = peak_ratio(records)
     print(f"\nper-rank peak: 1 process {ratio['one_process_mib']} MiB, 2 processes (largest rank) "
