@@ -187,3 +187,26 @@ def test_the_async_experiment_compares_k_0_and_k_1_on_the_default_job():
     same = ({"data": {"order_seed"}, "rollout": {"max_staleness"}, "train": {"seed", "threads", "save_every"},
              "eval": True, "log": True})  # what compare and the variants set, and the evaluation
     assert sync.model_dump(exclude=same) == default.model_dump(exclude=same)
+
+
+@pytest.mark.parametrize("lora", ["true", "false"], ids=["lora", "full"])
+def test_the_producer_scores_the_reference_and_the_trainer_uses_it_as_its_own(lora, tiny_config, tmp_path,
+                                                                              monkeypatch):
+    """The reference is the frozen weights, the same whichever version sampled: the producer scores it, off the
+    trainer's time, and its values equal the trainer's own scoring of the same batch."""
+    import groupwise.train.step as step_module
+
+    real, compared = step_module.reference_and_old_logprobs, []
+
+    def checking(policy, rollout, loss_mask, cfg, known=None, old=True):
+        if known:  # the trainer's call, handed the producer's scores
+            compared.append((known["ref"], real(policy, rollout, loss_mask, cfg)["ref"]))
+        return real(policy, rollout, loss_mask, cfg, known, old)
+
+    monkeypatch.setattr(step_module, "reference_and_old_logprobs", checking)  # the trainer's; not the producer's
+    training_loop(tiny_config("train.steps=3", "rollout.max_staleness=1", "train.learning_rate=0.01", VARIED,
+                              "algorithm.beta=0.04", f"lora.enabled={lora}"), tmp_path / "run")
+    assert len(compared) == 3
+    for producers, trainers in compared:
+        torch.testing.assert_close(producers, trainers, rtol=0, atol=1e-5)
+    assert all(m["kl"] > 0 for m in read_metrics(tmp_path / "run")[1:])  # the KL term saw the producer's values

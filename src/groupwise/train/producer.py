@@ -33,7 +33,7 @@ from groupwise.rollout.protocol import EngineFailure
 from groupwise.rollout.sampler import Sampler
 from groupwise.runtime.distributed import collectives_on, side_group
 from groupwise.train.policy import Policy
-from groupwise.train.step import Batch, collect_batch
+from groupwise.train.step import Batch, collect_batch, completion_loss_mask, reference_and_old_logprobs
 
 Rows = list[dict[str, Any]]
 
@@ -121,7 +121,7 @@ def shadow_policy(policy: Policy, cfg: Config) -> Policy:
     shared = {id(p): p for p in policy.model.parameters() if not p.requires_grad}
     model = copy.deepcopy(policy.model, memo=shared).eval().requires_grad_(False)  # sampled from, never trained
     sampler = Sampler(model, cfg.rollout, environment=configured_environment(cfg))
-    return Policy(model, None, lora=policy.lora, sampler=sampler, bf16=policy.bf16)
+    return Policy(model, policy.reference, lora=policy.lora, sampler=sampler, bf16=policy.bf16)  # frozen: shared
 
 
 class RolloutProducer:
@@ -205,6 +205,9 @@ class RolloutProducer:
         self.shadow.sampler.refresh()
         timings: dict[str, float] = {}
         batch = collect_batch(self.shadow, self.tokenizer, self.cfg, self.rewards, self.prompts, timings, step)
+        # the reference is the frozen weights, the same for every version: scored here, off the trainer's time
+        mask = completion_loss_mask(batch.rollout, self.cfg.algorithm.overlong_filter)
+        batch.fixed = reference_and_old_logprobs(self.shadow, batch.rollout, mask, self.cfg, old=False)
         done = time.perf_counter()
         return Produced(step, version, batch, timings, self.cursor(), done - began, began - waited)
 

@@ -57,6 +57,7 @@ class Batch:
     sampling: dict[str, float] = field(default_factory=dict)
     origin: list[tuple[int, int]] = field(default_factory=list)  # per prompt: (sampling round, index in round)
     sampled_tokens: int = 0  # completion tokens sampled for this batch on every rank, dropped groups included
+    fixed: dict[str, Tensor] = field(default_factory=dict)  # log-probs scored already (a producer's "ref")
 
 
 def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, scheduler, cfg: Config,
@@ -75,7 +76,7 @@ def grpo_step(policy: Policy, tokenizer, optimizer: torch.optim.Optimizer, sched
     tick = time.perf_counter()
     loss_mask = completion_loss_mask(batch.rollout, cfg.algorithm.overlong_filter)
     advantages = batch.advantages.reshape(-1)
-    fixed = reference_and_old_logprobs(policy, batch.rollout, loss_mask, cfg)  # no-grad scoring pass
+    fixed = reference_and_old_logprobs(policy, batch.rollout, loss_mask, cfg, batch.fixed)  # no-grad scoring pass
     timings["logprobs_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
     update = policy_updates(policy, optimizer, batch.rollout, advantages, loss_mask, fixed, cfg)  # loss + update
@@ -209,17 +210,18 @@ def _needs_old_logprobs(cfg: Config) -> bool:
 
 
 @torch.no_grad()
-def reference_and_old_logprobs(policy: Policy, rollout: Rollout, loss_mask: Tensor, cfg: Config
-                               ) -> dict[str, Tensor]:
-    """Log-probs that stay fixed during the updates: the reference's (beta > 0) and the old policy's."""
-    out: dict[str, Tensor] = {}
+def reference_and_old_logprobs(policy: Policy, rollout: Rollout, loss_mask: Tensor, cfg: Config,
+                               known: dict[str, Tensor] | None = None, old: bool = True) -> dict[str, Tensor]:
+    """Log-probs that stay fixed during the updates: the reference's (beta > 0) and the old policy's (`old`);
+    those in `known` are not scored again."""
+    out: dict[str, Tensor] = dict(known or {})
     rows = torch.arange(len(rollout.completions))
     chunks = lockstep(micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask), policy.sharded)
     temperature = cfg.rollout.temperature
-    if cfg.algorithm.beta > 0:
+    if cfg.algorithm.beta > 0 and "ref" not in out:
         with policy.as_reference() as reference, policy.training_precision():
             out["ref"] = _gather(chunks, rollout, lambda mb: _logprobs(reference, mb, cfg, temperature)[0])
-    if _needs_old_logprobs(cfg):
+    if old and _needs_old_logprobs(cfg):
         with policy.training_precision():
             out["old"] = _gather(chunks, rollout, lambda mb: _logprobs(policy.model, mb, cfg, temperature)[0])
     return out
