@@ -69,7 +69,32 @@ def test_cpu_calls_reuse_one_workspace_and_stay_exact():
 
     hidden, weight, targets = _inputs(n=40, v=77)
     token_logprobs(hidden, weight, targets, chunk=16)[0].sum().backward()
-    storage = {k: v.data_ptr() for k, v in head_logprobs._workspace.items() if k[1] == 77}
+    storage = {k: v.data_ptr() for k, v in head_logprobs._workspace.buffers.items() if k[1] == 77}
     logp, _ = token_logprobs(hidden * 2, weight, targets, chunk=16)
-    assert storage and storage == {k: v.data_ptr() for k, v in head_logprobs._workspace.items() if k[1] == 77}
+    assert storage and storage == {k: v.data_ptr() for k, v in head_logprobs._workspace.buffers.items() if k[1] == 77}
     torch.testing.assert_close(logp, _naive(hidden * 2, weight, targets, 1.0)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_each_thread_has_its_own_workspace_so_concurrent_passes_stay_exact():
+    """An async run scores log-probs on the producer's thread while the trainer's runs: a shared buffer would let
+    one thread's logits overwrite the other's mid-pass."""
+    import threading
+
+    from groupwise.models import head_logprobs
+
+    hidden, weight, targets = _inputs(n=64, v=77)
+    expected = _naive(hidden, weight, targets, 1.0)[0]
+    results, pointers = {}, {}
+
+    def score(name: str) -> None:
+        results[name] = [token_logprobs(hidden, weight, targets, chunk=8)[0] for _ in range(50)]
+        pointers[name] = {v.data_ptr() for k, v in head_logprobs._workspace.buffers.items() if k[1] == 77}
+
+    threads = [threading.Thread(target=score, args=(name,)) for name in ("producer", "trainer")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert pointers["producer"] and not pointers["producer"] & pointers["trainer"]
+    for logp in results["producer"] + results["trainer"]:
+        torch.testing.assert_close(logp, expected, atol=1e-5, rtol=1e-5)

@@ -8,6 +8,7 @@ per-op temporaries of that size, which is where most of a small model's training
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
@@ -31,7 +32,9 @@ def _chunk_logits(h: Tensor, weight: Tensor, inv_temperature: float, out: Tensor
     return logits.mul_(inv_temperature) if inv_temperature != 1.0 else logits
 
 
-_workspace: dict[tuple, Tensor] = {}  # CPU only: slot -> the largest [rows, vocab] buffer asked for so far
+# CPU only, per thread (an async run's producer scores the reference while the trainer updates; one shared buffer
+# would let each overwrite the other's logits): slot -> the largest [rows, vocab] buffer asked for so far
+_workspace = threading.local()
 
 
 def _buffer(rows: int, weight: Tensor, slot: str, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -41,10 +44,11 @@ def _buffer(rows: int, weight: Tensor, slot: str, dtype: torch.dtype = torch.flo
     already reuses memory."""
     if weight.device.type != "cpu":
         return torch.empty(rows, weight.shape[0], dtype=dtype, device=weight.device)
+    buffers: dict[tuple, Tensor] = _workspace.__dict__.setdefault("buffers", {})
     key = (slot, weight.shape[0], dtype)
-    buffer = _workspace.get(key)
+    buffer = buffers.get(key)
     if buffer is None or buffer.shape[0] < rows:
-        buffer = _workspace[key] = torch.empty(rows, weight.shape[0], dtype=dtype)
+        buffer = buffers[key] = torch.empty(rows, weight.shape[0], dtype=dtype)
     return buffer[:rows]
 
 
