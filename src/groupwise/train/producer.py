@@ -205,9 +205,9 @@ class RolloutProducer:
         self.shadow.sampler.refresh()
         timings: dict[str, float] = {}
         batch = collect_batch(self.shadow, self.tokenizer, self.cfg, self.rewards, self.prompts, timings, step)
-        if self.cfg.algorithm.beta > 0:  # the reference is the frozen weights, the same for every version
-            mask = completion_loss_mask(batch.rollout, self.cfg.algorithm.overlong_filter)
-            batch.fixed = reference_and_old_logprobs(self.shadow, batch.rollout, mask, self.cfg, old=False)
+        # the reference (beta > 0) is the frozen weights, the same for every version: scored here, off the trainer
+        mask = completion_loss_mask(batch.rollout, self.cfg.algorithm.overlong_filter)
+        batch.fixed = reference_and_old_logprobs(self.shadow, batch.rollout, mask, self.cfg, old=False)
         done = time.perf_counter()
         return Produced(step, version, batch, timings, self.cursor(), done - began, began - waited)
 

@@ -215,13 +215,16 @@ def reference_and_old_logprobs(policy: Policy, rollout: Rollout, loss_mask: Tens
     """Log-probs that stay fixed during the updates: the reference's (beta > 0) and the old policy's (`old`);
     those in `known` are not scored again."""
     out: dict[str, Tensor] = dict(known or {})
+    score_ref, score_old = cfg.algorithm.beta > 0 and "ref" not in out, old and _needs_old_logprobs(cfg)
+    if not (score_ref or score_old):
+        return out  # nothing to score: no micro-batches built (an async step whose producer scored the reference)
     rows = torch.arange(len(rollout.completions))
     chunks = lockstep(micro_batches(rollout, rows, cfg.train.micro_batch_size, loss_mask), policy.sharded)
     temperature = cfg.rollout.temperature
-    if cfg.algorithm.beta > 0 and "ref" not in out:
+    if score_ref:
         with policy.as_reference() as reference, policy.training_precision():
             out["ref"] = _gather(chunks, rollout, lambda mb: _logprobs(reference, mb, cfg, temperature)[0])
-    if old and _needs_old_logprobs(cfg):
+    if score_old:
         with policy.training_precision():
             out["old"] = _gather(chunks, rollout, lambda mb: _logprobs(policy.model, mb, cfg, temperature)[0])
     return out
