@@ -23,6 +23,7 @@ from groupwise.errors import GroupwiseError
 from groupwise.evaluate.accuracy import evaluate_rows
 from groupwise.evaluate.heldout_eval import unique_rows
 from groupwise.models.load import resolve_device
+from groupwise.models.precision import slow_bf16_warning
 from groupwise.rewards.answer_check import answer_format_warning
 from groupwise.rewards.columns import check_reward_columns, golds_of
 from groupwise.rewards.compute import configured_rewards, with_named_rewards
@@ -80,12 +81,14 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     if cfg.train.threads or asynchronous:
         torch.set_num_threads(trainer_threads)
     seed_everything(cfg.train.seed)
-    resolve_device(cfg.model.device)  # a device that is not there fails before anything loads
+    device = resolve_device(cfg.model.device)  # a device that is not there fails before anything loads
     rewards = inputs.rewards if inputs.rewards is not None else configured_rewards(cfg)  # before the model
     train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
     check_reward_columns(rewards, train_rows, "training data")
-    if (warning := answer_format_warning(train_rows, cfg)) and is_main():
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    for warning in (answer_format_warning(train_rows, cfg),
+                    slow_bf16_warning(cfg.model.dtype, cfg.train.bf16, device)):
+        if warning and is_main():
+            console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     heldout = unique_rows(load_rows(cfg.data, "heldout"))[: cfg.eval.num_problems] if _evaluates(cfg) else []
     if heldout:
         check_reward_columns(rewards, heldout, "held-out data")
