@@ -6,7 +6,8 @@
 A random Llama of the shape (benchmarks/memory.py's builder: the published configuration, so the real model's
 memory) is trained with full fine-tuning, with a reference when `--beta` > 0, for `--steps` GRPO steps through
 `groupwise.train.step.grpo_step`: 2 prompts of 128 tokens per step, groups of 8, `--tokens` completion tokens
-(a random model rarely ends earlier), weights, AdamW state and the sampler's copy in `--dtype`. One process runs
+(a random model rarely ends earlier), weights and the sampler's copy in `--dtype` (`--rollout-dtype`), the
+optimizer `--optimizer` (AdamW, or torchao's 8-bit AdamW, which shards like the weights). One process runs
 it as one process does; two torchrun processes (gloo) load it the FSDP2 way (`load_sharded_model`: rank 0 builds
 the model, every rank builds it on the meta device, shards it and receives its shards from rank 0) and each samples
 one group. Each rank records its resident set's high-water mark (VmHWM, over its RSS after imports) as it stands
@@ -38,15 +39,15 @@ def overrides(args: argparse.Namespace) -> list[str]:
     """The run's config: full fine-tuning, one group per rank on 2 processes."""
     return ["lora.enabled=false", f"algorithm.beta={args.beta}", "rollout.prompts_per_step=2",
             f"rollout.group_size={GROUP}", f"train.micro_batch_size={GROUP}", f"rollout.max_new_tokens={args.tokens}",
-            f"model.dtype={args.dtype}", f"rollout.dtype={args.dtype}", "train.bf16=false", "log.progress=false",
-            "train.learning_rate=1e-5", "model.device=cpu"]
+            f"model.dtype={args.dtype}", f"rollout.dtype={args.rollout_dtype or args.dtype}", "train.bf16=false",
+            f"train.optimizer={args.optimizer}", "log.progress=false", "train.learning_rate=1e-5", "model.device=cpu"]
 
 
 # ---- the child: one rank of one layout ------------------------------------------------------------------------
 
 
 def held_bytes(policy, optimizer) -> dict[str, int]:
-    """Tensor bytes this rank holds: its weights (shards), the reference, the sampler's copy, the AdamW state."""
+    """Tensor bytes this rank holds: its weights (shards), the reference, the sampler's copy, the optimizer state."""
     from groupwise.runtime.memory import tensor_bytes
 
     engine_model = getattr(policy.sampler.engine, "model", policy.model)
@@ -110,11 +111,14 @@ def run_layout(args: argparse.Namespace, nproc: int) -> list[dict[str, Any]]:
     """Every rank's record of one layout (1 or 2 processes), the cores shared out between the processes."""
     script = [__file__, "--child", "--shape", args.shape, "--tokens", str(args.tokens), "--steps", str(args.steps),
               "--prompt-tokens", str(args.prompt_tokens),
-              "--dtype", args.dtype, "--beta", str(args.beta), "--threads", str(max(1, args.threads // nproc))]
+              "--dtype", args.dtype, "--rollout-dtype", args.rollout_dtype or args.dtype, "--optimizer", args.optimizer,
+              "--beta", str(args.beta), "--threads", str(max(1, args.threads // nproc))]
     launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
     result = run_child([sys.executable, *launch, *script], env=child_env(max(1, args.threads // nproc)))
     if result.returncode != 0 or len(result.records) != nproc:
-        raise SystemExit(f"the {nproc}-process run failed (exit code {result.returncode})")
+        print(f"the {nproc}-process run failed (exit code {result.returncode}; -9: killed, out of memory?)",
+              flush=True)
+        return []
     return sorted(result.records, key=lambda r: r["rank"])
 
 
@@ -129,7 +133,7 @@ def table(records: list[dict[str, Any]]) -> str:
              *(mib(r["held"][part]) for part in ("weights", "reference", "sampler_copy", "optimizer")), r["seconds"]]
             for r in records]
     return markdown_table(["layout", "peak: load", "peak: shards", "peak: policy", "peak: steps", "weights",
-                           "reference", "sampler copy", "AdamW", "s"], rows)
+                           "reference", "sampler copy", "optimizer", "s"], rows)
 
 
 def peak_ratio(records: list[dict[str, Any]]) -> dict[str, float]:
@@ -149,6 +153,11 @@ def main() -> None:
                         help="prompt length (at most 128; shorter makes the 1B step affordable on a CPU)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
                         help="weights, AdamW state and the sampler's copy")
+    parser.add_argument("--rollout-dtype", choices=["bfloat16", "float32"],
+                        help="the sampler's copy (default: --dtype); bfloat16 decodes at float32's speed on CPUs "
+                        "without AVX512-BF16, where bf16 training is ~100x slower (its backward's products)")
+    parser.add_argument("--optimizer", default="adamw", choices=["adamw", "adamw_8bit"],
+                        help="train.optimizer (adamw_8bit: torchao, on PYTHONPATH)")
     parser.add_argument("--beta", type=float, default=0.04, help="algorithm.beta: > 0 keeps a (sharded) reference")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads, shared by the ranks")
     parser.add_argument("--out", help="write every record as JSON here")
@@ -157,8 +166,14 @@ def main() -> None:
     if args.child:
         return child(args)
     print(json.dumps(machine_info()), flush=True)
-    records = run_layout(args, 1) + run_layout(args, 2)
-    print(f"\n{args.shape}, full fine-tuning, beta {args.beta:g}, {args.dtype}, 2 prompts of {args.prompt_tokens} "
+    records = run_layout(args, 1)
+    if records:  # the one process's figures stand on their own if the two processes then fail
+        print(json.dumps({"one_process": records}), flush=True)
+    records += run_layout(args, 2)
+    if {r["world_size"] for r in records} != {1, 2}:
+        raise SystemExit("no comparison: a layout failed")
+    print(f"\n{args.shape}, full fine-tuning, beta {args.beta:g}, {args.dtype} weights, {args.optimizer}, sampler "
+          f"{args.rollout_dtype or args.dtype}, 2 prompts of {args.prompt_tokens} "
           f"tokens x {GROUP} x {args.tokens} tokens, {args.steps} step(s); MiB over each process's RSS after imports\n")
     print(table(records))
     ratio = peak_ratio(records)

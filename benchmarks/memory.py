@@ -45,6 +45,10 @@ MODES = {  # the issue's settings; `full` is the full fine-tuning that fits 16 G
     "full": ["lora.enabled=false", "algorithm.beta=0", "model.dtype=bfloat16", "train.optimizer=adamw_8bit",
              "model.gradient_checkpointing=true"],
     "full_fp32": ["lora.enabled=false", "algorithm.beta=0.04", "model.dtype=float32"],
+    # `full`'s 16 GB settings with float32 weights, for CPUs without fast bf16 (bf16 backward runs at
+    # ~0.3 GFLOP/s there): float32 weights and gradients, 8-bit moments, no reference, checkpointing
+    "full_fp32_8bit": ["lora.enabled=false", "algorithm.beta=0", "model.dtype=float32", "train.optimizer=adamw_8bit",
+                       "model.gradient_checkpointing=true"],
 }
 MIB = 2**20
 SHAPE_NAMES = ("1b", "3b", "8b", "tiny")  # memory_model.SHAPES
@@ -345,18 +349,23 @@ def measure(script: Path, mode: str, tokens: str, args: argparse.Namespace) -> d
     """One child run of `script` (this file: groupwise; memory_trl.py: TRL): its record, or None when it failed."""
     cmd = [sys.executable, str(script), "--child", f"{mode}:{tokens}", "--config", args.config,
            "--steps", str(args.steps), "--threads", str(args.threads)]
-    result = run_child(cmd, env=child_env(args.threads))
+    env = child_env(args.threads)
+    if args.mmap_threshold:  # glibc: blocks above it are mapped and unmapped one by one, so RSS follows live tensors
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
+    result = run_child(cmd, env=env)
     if result.record is None:
         print(f"{script.name} {mode} at {tokens} tokens failed (exit code {result.returncode})", flush=True)
         return None
-    return result.record | {"child_peak_rss_mib": round(result.peak_rss_mib)}
+    return result.record | {"child_peak_rss_mib": round(result.peak_rss_mib), "mmap_threshold": args.mmap_threshold}
 
 
 def show(record: dict[str, Any], peer: dict[str, Any] | None) -> None:
     """Print one run's header line and its table, with TRL's column when it ran."""
     print(f"\n{record['config']} {record['mode']}, {record['prompt_tokens']} + {record['tokens']} tokens, group "
           f"{GROUP}, {record['device']}, {record['steps']} steps, groupwise {record['seconds']} s"
-          + (f", TRL {peer['version']} {peer['seconds']} s" if peer else "") + "\n", flush=True)
+          + (f", TRL {peer['version']} {peer['seconds']} s" if peer else "")
+          + (f", MALLOC_MMAP_THRESHOLD_={record['mmap_threshold']}" if record.get("mmap_threshold") else "") + "\n",
+          flush=True)
     headers = ["part (MiB)", "measured", "predicted"] + ([f"TRL {peer['version']} measured"] if peer else [])
     print(markdown_table(headers, rows(record, peer)), flush=True)
 
@@ -375,6 +384,9 @@ def main() -> None:
     parser.add_argument("--predict", action="store_true", help="print the memory model's GPU table and exit")
     parser.add_argument("--trl", action="store_true", help="also run TRL's GRPOTrainer (memory_trl.py) beside "
                         f"each of the modes {', '.join(TRL_MODES)}, measured the same way")
+    parser.add_argument("--mmap-threshold", type=int, help="set glibc's MALLOC_MMAP_THRESHOLD_ (bytes) in the "
+                        "children: freed blocks above it go back to the system at once instead of staying in the "
+                        "heap, so a CPU peak counts live memory rather than glibc's cache (e.g. 65536)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tiny:  # a minute: no 8-bit optimizer (torch.compile) nor bf16 (slow on most CPUs)

@@ -112,14 +112,13 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     if cfg.eval.before_after:
         summary["base"] = state.get("base") or _evaluate(model, tokenizer, heldout, heldout_texts, rewards,
                                                          cfg, console, "base")
-    policy = wrap_policy(model, cfg)
+    policy = wrap_policy(model, cfg, sampler=not asynchronous)  # async: the producer's shadow samples
     optimizer, scheduler = build_optimizer(policy.trainable_parameters(), cfg.train)
     start = saved = checkpoint.step if checkpoint else 0
     producer = None
     if asynchronous:  # built before the RNG is restored: its sampler's copy draws random initial weights
         producer = RolloutProducer(policy, tokenizer, cfg, rewards, prompts, lambda: stream.cursor, snapshots,
                                    start, producer_threads)
-        policy.sampler = None  # the producer samples from its own shadow of the policy
     if checkpoint:
         restore_checkpoint(checkpoint, policy, optimizer, scheduler, components)
         stream.cursor, stream.order = checkpoint.cursor, []

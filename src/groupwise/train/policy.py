@@ -76,8 +76,9 @@ class Policy:
             raise RuntimeError("no reference model: algorithm.beta is 0")
 
 
-def wrap_policy(model: PreTrainedModel, cfg: Config) -> Policy:
-    """Attach a LoRA adapter, or prepare full fine-tuning with a frozen reference copy when beta > 0."""
+def wrap_policy(model: PreTrainedModel, cfg: Config, sampler: bool = True) -> Policy:
+    """Attach a LoRA adapter, or prepare full fine-tuning with a frozen reference copy when beta > 0; with
+    `sampler`, the engine that samples from it (an async run's producer builds its own instead)."""
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = True  # generate() keeps its KV cache; the training forward passes use_cache=False
@@ -91,7 +92,7 @@ def wrap_policy(model: PreTrainedModel, cfg: Config) -> Policy:
                                  "check lora.target_modules (e.g. all-linear or q_proj,v_proj)") from err
         if cfg.model.gradient_checkpointing:
             model.enable_input_require_grads()
-        return _with_sampler(Policy(model, None, lora=True), cfg)
+        return _with_sampler(Policy(model, None, lora=True), cfg, sampler)
     sharded = fsdp_training(cfg)
     reference = None
     if cfg.algorithm.beta > 0 and not sharded:
@@ -104,10 +105,11 @@ def wrap_policy(model: PreTrainedModel, cfg: Config) -> Policy:
             model = shard_model(model, bf16)
         if cfg.algorithm.beta > 0:
             reference = sharded_copy(model, bf16).eval().requires_grad_(False)
-    return _with_sampler(Policy(model, reference, lora=False, sharded=sharded), cfg)
+    return _with_sampler(Policy(model, reference, lora=False, sharded=sharded), cfg, sampler)
 
 
-def _with_sampler(policy: Policy, cfg: Config) -> Policy:
+def _with_sampler(policy: Policy, cfg: Config, sampler: bool = True) -> Policy:
     policy.bf16 = resolve_bf16(cfg.train.bf16, policy.model)
-    policy.sampler = Sampler(policy.model, cfg.rollout, environment=configured_environment(cfg))
+    if sampler:
+        policy.sampler = Sampler(policy.model, cfg.rollout, environment=configured_environment(cfg))
     return policy
