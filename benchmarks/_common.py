@@ -90,6 +90,15 @@ def child_env(threads: int | None) -> dict[str, str]:
     return env
 
 
+def with_lowbit(env: dict[str, str]) -> dict[str, str]:
+    """`env` with torchao's off-path install (.venv/lowbit, from `scripts/setup.sh --dev`) on PYTHONPATH, where it
+    exists: train.optimizer adamw_8bit needs it."""
+    lowbit = Path(__file__).resolve().parents[1] / ".venv" / "lowbit"
+    if lowbit.is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(lowbit), env.get("PYTHONPATH")]))
+    return env
+
+
 def steady(values: Sequence[float]) -> list[float]:
     """The steady steps: all but the first (warm-up, lazy initialisation), unless there is only one."""
     return list(values[1:]) if len(values) > 1 else list(values)

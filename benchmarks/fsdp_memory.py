@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import child_env, machine_info, markdown_table, report, run_child, write_json  # noqa: E402
+from _common import child_env, machine_info, markdown_table, report, run_child, with_lowbit, write_json  # noqa: E402
 from memory import GROUP, PhasePeaks, build_model, step_inputs  # noqa: E402
 
 MIB = 2**20
@@ -114,7 +114,10 @@ def run_layout(args: argparse.Namespace, nproc: int) -> list[dict[str, Any]]:
               "--dtype", args.dtype, "--rollout-dtype", args.rollout_dtype or args.dtype, "--optimizer", args.optimizer,
               "--beta", str(args.beta), "--threads", str(max(1, args.threads // nproc))]
     launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
-    result = run_child([sys.executable, *launch, *script], env=child_env(max(1, args.threads // nproc)))
+    env = child_env(max(1, args.threads // nproc))
+    if args.optimizer == "adamw_8bit":  # torchao off the venv's path (scripts/setup.sh --dev)
+        env = with_lowbit(env)
+    result = run_child([sys.executable, *launch, *script], env=env)
     if result.returncode != 0 or len(result.records) != nproc:
         print(f"the {nproc}-process run failed (exit code {result.returncode}; -9: killed, out of memory?)",
               flush=True)

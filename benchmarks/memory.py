@@ -1,6 +1,7 @@
 """Memory of real GRPO steps on a Llama 3.2 1B-shaped model with random weights: the peak of each phase, split.
 
     .venv/bin/python benchmarks/memory.py --tiny                       # the tiny body with the 1B vocabulary, < 1 min
+    .venv/bin/python benchmarks/memory.py                              # 1B, LoRA and full at 256 tokens; CPU ~15 min
     .venv/bin/python benchmarks/memory.py [--config 1b|3b|8b] [--modes lora,lora_gc,full] [--tokens 256,1024]
     .venv/bin/python benchmarks/memory.py --config 1b --modes lora --tokens 256 --trl  # TRL's column beside it
 
@@ -32,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import child_env, machine_info, markdown_table, report, run_child  # noqa: E402
+from _common import child_env, machine_info, markdown_table, report, run_child, with_lowbit  # noqa: E402
 
 PROMPT_TOKENS, GROUP = 128, 8
 BASE = ["model.name=tiny-random", "rollout.prompts_per_step=1", f"rollout.group_size={GROUP}",
@@ -350,6 +351,8 @@ def measure(script: Path, mode: str, tokens: str, args: argparse.Namespace) -> d
     cmd = [sys.executable, str(script), "--child", f"{mode}:{tokens}", "--config", args.config,
            "--steps", str(args.steps), "--threads", str(args.threads)]
     env = child_env(args.threads)
+    if "train.optimizer=adamw_8bit" in MODES[mode]:  # torchao off the venv's path (scripts/setup.sh --dev)
+        env = with_lowbit(env)
     if args.mmap_threshold:  # glibc: blocks above it are mapped and unmapped one by one, so RSS follows live tensors
         env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
     result = run_child(cmd, env=env)
@@ -370,13 +373,27 @@ def show(record: dict[str, Any], peer: dict[str, Any] | None) -> None:
     print(markdown_table(headers, rows(record, peer)), flush=True)
 
 
+def defaults(args: argparse.Namespace) -> tuple[str, str, int]:
+    """Modes, completion lengths and steps left unset: the issue's table on a GPU; on a CPU the acceptance's
+    runs, about 15 minutes on 2 cores (a 1B step there is 7-8 minutes, half of it decoding 256 tokens)."""
+    import torch
+
+    from groupwise.models.precision import cpu_has_fast_bf16
+
+    if torch.cuda.is_available():
+        return args.modes or "lora,lora_gc,full", args.tokens or "256,1024", args.steps or 2
+    full = "full" if cpu_has_fast_bf16() else "full_fp32_8bit"  # bf16's backward is ~100x slower without it
+    return args.modes or f"lora,{full}", args.tokens or "256", args.steps or 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="1b", choices=SHAPE_NAMES)
     parser.add_argument("--tiny", action="store_true", help="the tiny body with the 1B vocabulary (a quick check)")
-    parser.add_argument("--modes", help=f"comma-separated, of {', '.join(MODES)} (default: lora,lora_gc,full)")
-    parser.add_argument("--tokens", help="completion lengths (default: 256,1024)")
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--modes", help=f"comma-separated, of {', '.join(MODES)} (default: on a GPU lora,lora_gc,"
+                        "full; on a CPU lora and full, or full_fp32_8bit where bf16 is slow)")
+    parser.add_argument("--tokens", help="completion lengths (default: 256,1024 on a GPU, 256 on a CPU)")
+    parser.add_argument("--steps", type=int, help="GRPO steps per run (default: 2 on a GPU, 1 on a CPU)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", help="write every record as JSON here")
     parser.add_argument("--gpu", action="store_true", help="the GPU row of benchmarks/gpu_smoke.sh: 1b, "
@@ -391,9 +408,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.tiny:  # a minute: no 8-bit optimizer (torch.compile) nor bf16 (slow on most CPUs)
         args.config, args.modes, args.tokens = "tiny", args.modes or "lora,full_fp32", args.tokens or "64"
+        args.steps = args.steps or 2  # the last step's peaks: the first also pages in code
     if args.gpu:
         args.config, args.modes, args.tokens = "1b", args.modes or "lora,full", args.tokens or "256"
-    args.modes, args.tokens = args.modes or "lora,lora_gc,full", args.tokens or "256,1024"
+    if not args.child:
+        args.modes, args.tokens, args.steps = defaults(args)
     if args.child:
         return child(args)
     if args.predict:

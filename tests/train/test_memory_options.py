@@ -164,3 +164,28 @@ def test_adamw_8bit_without_torchao_names_the_install(monkeypatch):
     with pytest.raises(GroupwiseError, match="needs torchao") as err:
         build_optimizer([torch.nn.Parameter(torch.ones(3))], _train(["train.optimizer=adamw_8bit"]))
     assert "torchao==0.18.0" in err.value.fix and "train.optimizer: adamw" in err.value.fix
+
+
+def test_adamw_8bit_on_bf16_fsdp2_shards_is_refused_in_one_line():
+    """torchao 0.18's bf16 stochastic rounding fails on DTensor state (found by benchmarks/fsdp_memory.py)."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import distribute_tensor
+
+    dist.init_process_group("gloo", init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        for dtype, refused in ((torch.bfloat16, True), (torch.float32, False)):
+            weight = torch.nn.Parameter(distribute_tensor(torch.ones(4, 4, dtype=dtype), mesh))
+            cfg = _train(["train.optimizer=adamw_8bit"])
+            if refused:
+                with pytest.raises(GroupwiseError, match="adamw_8bit cannot step bfloat16") as err:
+                    build_optimizer([weight], cfg)
+                assert "model.dtype: float32" in err.value.fix
+            else:  # float32 shards pass the check (torchao itself may still be missing here)
+                try:
+                    build_optimizer([weight], cfg)
+                except GroupwiseError as missing:
+                    assert "needs torchao" in str(missing)
+    finally:
+        dist.destroy_process_group()

@@ -49,7 +49,13 @@ def build_optimizer(params: list[torch.nn.Parameter], train: TrainConfig
     """`train.optimizer` over `params`; with `train.optimizer_offload`, stepping float32 copies in CPU memory
     (a no-op for float32 weights already on the CPU)."""
     build = base_optimizer(train)
-    if train.optimizer_offload and any(isinstance(p, DTensor) for p in params):
+    sharded = [p for p in params if isinstance(p, DTensor)]
+    if train.optimizer == "adamw_8bit" and any(p.dtype == torch.bfloat16 for p in sharded):
+        raise GroupwiseError("train.optimizer adamw_8bit cannot step bfloat16 weights sharded by FSDP2: torchao "
+                             "0.18's stochastic rounding fails on a sharded 8-bit state (aten.view.dtype)",
+                             "set model.dtype: float32 (8-bit AdamW works on sharded float32 weights), or "
+                             "train.optimizer: adamw")
+    if train.optimizer_offload and sharded:
         raise GroupwiseError("train.optimizer_offload does not support FSDP2 (full fine-tuning on several "
                              "processes) yet", "set train.optimizer_offload: false, or train on one process")
     offload = train.optimizer_offload and needs_master_copy(params)
