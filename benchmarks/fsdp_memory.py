@@ -1,7 +1,8 @@
 """Per-rank peak memory of full fine-tuning on 1 process and on 2 (FSDP2, sharded from the meta device), load included.
 
     .venv/bin/python benchmarks/fsdp_memory.py --shape tiny                      # a smoke run, about a minute
-    .venv/bin/python benchmarks/fsdp_memory.py --shape 1b --tokens 16 --steps 1 --beta 0 --out fsdp-memory-1b.json
+    # the 1B shape, 12 minutes on a 2-core CPU, run with MALLOC_MMAP_THRESHOLD_=65536 (docs/memory.md):
+    .venv/bin/python benchmarks/fsdp_memory.py --shape 1b --dtype bfloat16 --beta 0 --prompt-tokens 2 --tokens 2
 
 A random Llama of the shape (benchmarks/memory.py's builder: the published configuration, so the real model's
 memory) is trained with full fine-tuning, with a reference when `--beta` > 0, for `--steps` GRPO steps through
