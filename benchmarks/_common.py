@@ -80,21 +80,17 @@ def run_child(cmd: Sequence[str], env: dict[str, str] | None = None) -> ChildRes
     return result
 
 
-def child_env(threads: int | None) -> dict[str, str]:
-    """The parent's environment, offline, unbuffered, with the CPU thread count pinned when given."""
+def child_env(threads: int | None, torchao: bool = False) -> dict[str, str]:
+    """The parent's environment, offline, unbuffered, with the CPU thread count pinned when given; with `torchao`,
+    torchao's off-path install (.venv/lowbit, `scripts/setup.sh --dev`) on PYTHONPATH where it exists
+    (train.optimizer adamw_8bit needs it; elsewhere transformers would import it in every process)."""
     env = dict(os.environ)
     env.update({"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                 "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "warning"})
     if threads:
         env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
-    return env
-
-
-def with_lowbit(env: dict[str, str]) -> dict[str, str]:
-    """`env` with torchao's off-path install (.venv/lowbit, from `scripts/setup.sh --dev`) on PYTHONPATH, where it
-    exists: train.optimizer adamw_8bit needs it."""
     lowbit = Path(__file__).resolve().parents[1] / ".venv" / "lowbit"
-    if lowbit.is_dir():
+    if torchao and lowbit.is_dir():
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(lowbit), env.get("PYTHONPATH")]))
     return env
 

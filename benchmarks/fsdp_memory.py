@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import child_env, machine_info, markdown_table, report, run_child, with_lowbit, write_json  # noqa: E402
+from _common import child_env, machine_info, markdown_table, report, run_child, write_json  # noqa: E402
 from memory import GROUP, PhasePeaks, build_model, step_inputs  # noqa: E402
 
 MIB = 2**20
@@ -40,7 +40,7 @@ def overrides(args: argparse.Namespace) -> list[str]:
     """The run's config: full fine-tuning, one group per rank on 2 processes."""
     return ["lora.enabled=false", f"algorithm.beta={args.beta}", "rollout.prompts_per_step=2",
             f"rollout.group_size={GROUP}", f"train.micro_batch_size={GROUP}", f"rollout.max_new_tokens={args.tokens}",
-            f"model.dtype={args.dtype}", f"rollout.dtype={args.rollout_dtype or args.dtype}", "train.bf16=false",
+            f"model.dtype={args.dtype}", f"rollout.dtype={args.rollout_dtype}", "train.bf16=false",
             f"train.optimizer={args.optimizer}", "log.progress=false", "train.learning_rate=1e-5", "model.device=cpu"]
 
 
@@ -112,12 +112,10 @@ def run_layout(args: argparse.Namespace, nproc: int) -> list[dict[str, Any]]:
     """Every rank's record of one layout (1 or 2 processes), the cores shared out between the processes."""
     script = [__file__, "--child", "--shape", args.shape, "--tokens", str(args.tokens), "--steps", str(args.steps),
               "--prompt-tokens", str(args.prompt_tokens),
-              "--dtype", args.dtype, "--rollout-dtype", args.rollout_dtype or args.dtype, "--optimizer", args.optimizer,
+              "--dtype", args.dtype, "--rollout-dtype", args.rollout_dtype, "--optimizer", args.optimizer,
               "--beta", str(args.beta), "--threads", str(max(1, args.threads // nproc))]
     launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc > 1 else []
-    env = child_env(max(1, args.threads // nproc))
-    if args.optimizer == "adamw_8bit":  # torchao off the venv's path (scripts/setup.sh --dev)
-        env = with_lowbit(env)
+    env = child_env(max(1, args.threads // nproc), torchao=args.optimizer == "adamw_8bit")
     result = run_child([sys.executable, *launch, *script], env=env)
     if result.returncode != 0 or len(result.records) != nproc:
         print(f"the {nproc}-process run failed (exit code {result.returncode}; -9: killed, out of memory?)",
@@ -156,7 +154,7 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=128,
                         help="prompt length (at most 128; shorter makes the 1B step affordable on a CPU)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
-                        help="weights, AdamW state and the sampler's copy")
+                        help="weights, gradients and AdamW's moments (and the sampler's copy: --rollout-dtype)")
     parser.add_argument("--rollout-dtype", choices=["bfloat16", "float32"],
                         help="the sampler's copy (default: --dtype); bfloat16 decodes at float32's speed on CPUs "
                         "without AVX512-BF16, where bf16 training is ~100x slower (its backward's products)")
@@ -167,6 +165,7 @@ def main() -> None:
     parser.add_argument("--out", help="write every record as JSON here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.rollout_dtype = args.rollout_dtype or args.dtype
     if args.child:
         return child(args)
     print(json.dumps(machine_info()), flush=True)
@@ -177,7 +176,7 @@ def main() -> None:
     if {r["world_size"] for r in records} != {1, 2}:
         raise SystemExit("no comparison: a layout failed")
     print(f"\n{args.shape}, full fine-tuning, beta {args.beta:g}, {args.dtype} weights, {args.optimizer}, sampler "
-          f"{args.rollout_dtype or args.dtype}, 2 prompts of {args.prompt_tokens} "
+          f"{args.rollout_dtype}, 2 prompts of {args.prompt_tokens} "
           f"tokens x {GROUP} x {args.tokens} tokens, {args.steps} step(s); MiB over each process's RSS after imports\n")
     print(table(records))
     ratio = peak_ratio(records)

@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import child_env, machine_info, markdown_table, report, run_child, with_lowbit  # noqa: E402
+from _common import child_env, machine_info, markdown_table, report, run_child  # noqa: E402
 
 PROMPT_TOKENS, GROUP = 128, 8
 BASE = ["model.name=tiny-random", "rollout.prompts_per_step=1", f"rollout.group_size={GROUP}",
@@ -350,9 +350,7 @@ def measure(script: Path, mode: str, tokens: str, args: argparse.Namespace) -> d
     """One child run of `script` (this file: groupwise; memory_trl.py: TRL): its record, or None when it failed."""
     cmd = [sys.executable, str(script), "--child", f"{mode}:{tokens}", "--config", args.config,
            "--steps", str(args.steps), "--threads", str(args.threads)]
-    env = child_env(args.threads)
-    if "train.optimizer=adamw_8bit" in MODES[mode]:  # torchao off the venv's path (scripts/setup.sh --dev)
-        env = with_lowbit(env)
+    env = child_env(args.threads, torchao="train.optimizer=adamw_8bit" in MODES[mode])
     if args.mmap_threshold:  # glibc: blocks above it are mapped and unmapped one by one, so RSS follows live tensors
         env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
     result = run_child(cmd, env=env)
@@ -411,12 +409,11 @@ def main() -> None:
         args.steps = args.steps or 2  # the last step's peaks: the first also pages in code
     if args.gpu:
         args.config, args.modes, args.tokens = "1b", args.modes or "lora,full", args.tokens or "256"
-    if not args.child:
-        args.modes, args.tokens, args.steps = defaults(args)
-    if args.child:
+    if args.child:  # handed every setting by the parent
         return child(args)
     if args.predict:
         return print(prediction_table())
+    args.modes, args.tokens, args.steps = defaults(args)
     records = []
     print(json.dumps(machine_info()), flush=True)
     for mode in args.modes.split(","):
