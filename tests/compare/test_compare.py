@@ -5,6 +5,7 @@ report."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -175,11 +176,14 @@ def grid(tmp_path_factory):
     done = CliRunner().invoke(app, ["compare", str(root / "exp.yaml"), "--out", str(root / "out")])
     assert done.exit_code == 0, done.output
     assert "4 cells run now" in done.stdout
+    (root / "stderr.txt").write_text(done.stderr)
     return root
 
 
 def test_the_grid_writes_run_folders_cells_and_results(grid):
     out = grid / "out"
+    started = re.findall(r"training and evaluating: \S+/out/(\w+/seed-\d)", (grid / "stderr.txt").read_text())
+    assert started == ["grpo/seed-0", "same/seed-0", "grpo/seed-1", "same/seed-1"]  # seed by seed: paired early
     for name in ("grpo", "same"):
         for seed in (0, 1):
             folder = out / name / f"seed-{seed}"

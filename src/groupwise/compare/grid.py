@@ -73,7 +73,8 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
     per_cell = max(1, threads // parallel)
     cells = {v.name: [make_cell(experiment, v, seed, base, out, per_cell, parallel, console) for seed in
                       experiment.seeds] for v in experiment.variants}
-    todo = [cell for group in cells.values() for cell in group if finished(cell) is None]
+    # seed by seed, every variant of a seed before the next: a grid stopped early still holds paired cells
+    todo = [group[i] for i in range(len(experiment.seeds)) for group in cells.values() if finished(group[i]) is None]
     console.print(f"compare: {sum(map(len, cells.values())) - len(todo)} cells finished, {len(todo)} to run"
                   f"{f', {parallel} at a time with {per_cell} threads each' if parallel > 1 and todo else ''}")
     if parallel == 1:
