@@ -43,11 +43,11 @@ def test_mbpp_rows_show_their_tests_and_the_reference_code_scores_one():
 
 
 def test_a_broken_reward_shows_as_reference_solutions_scoring_zero():
-    """HumanEval's canonical bodies judged without their prompt: the command says so on one unwrapped line."""
+    """HumanEval's canonical bodies judged without their prompt: the command says so on one unwrapped line, exit 1."""
     args = ["data", "check", "--rows", "1", *[a for item in (*TINY, f"data.path={FIXTURES / 'humaneval.jsonl'}",
             "rewards.functions=[{name: code_tests, params: {prepend_prompt: false}}]") for a in ("--set", item)]]
     done = CliRunner().invoke(app, args)
-    assert done.exit_code == 0, done.output
+    assert done.exit_code == 1, done.output  # a check that found a misfit fails, so a script can gate on it
     assert done.stdout.splitlines()[-1] == ("reference solutions (column 'canonical_solution', first 3 rows) score: "
                                             "code_tests 0.00")
     assert done.stderr == ("warning: reference solutions (column 'canonical_solution') score 0.00 with code_tests: "

@@ -131,3 +131,5 @@ def register_data_commands(app: typer.Typer, console: Console) -> None:
         for kind, messages in (("note", result.notes), ("warning", result.warnings)):
             for message in messages:
                 console.print(f"{kind}: {message}", markup=False, highlight=False)
+        if result.failed:  # a gate for scripts: the data and the rewards do not fit
+            raise typer.Exit(1)

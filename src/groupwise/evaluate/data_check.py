@@ -47,6 +47,11 @@ class DataCheck:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def failed(self) -> bool:
+        """A reference solution scored 0.00: the rewards cannot judge this data (the command exits 1)."""
+        return self.reference is not None and any(s == 0.0 for s in self.reference["scores"].values())
+
 
 def check_data(cfg: Config, show: int = 3) -> DataCheck:
     """Load and check the data as `groupwise train` would, render the first `show` rows, score the references."""
