@@ -43,6 +43,17 @@ def test_bad_config_is_one_clear_error(overrides, message):
     assert "\n" not in str(err.value) and " -- " in str(err.value)
 
 
+def test_the_overlong_cache_is_checked_against_the_budget_the_penalty_measures():
+    """DAPO's soft punishment counts a turn's tokens, or an episode's with an environment (rewards/rollout_scores)."""
+    dapo = ["algorithm.preset=dapo", "rollout.max_new_tokens=32"]
+    with pytest.raises(GroupwiseError, match="overlong_cache 32 must be smaller than rollout.max_new_tokens 32"):
+        build_config(None, [*dapo, "algorithm.overlong_cache=32"])
+    episodes = [*dapo, "environment.name=python_tool", "rollout.max_episode_tokens=96"]
+    assert build_config(None, [*episodes, "algorithm.overlong_cache=48"]).algorithm.overlong_cache == 48
+    with pytest.raises(GroupwiseError, match="overlong_cache 96 must be smaller than rollout.max_episode_tokens 96"):
+        build_config(None, [*episodes, "algorithm.overlong_cache=96"])
+
+
 def test_bad_yaml_file_names_the_line(tmp_path):
     file = tmp_path / "bad.yaml"
     file.write_text("train:\n  steps: [1, 2\n")

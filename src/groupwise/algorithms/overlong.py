@@ -13,7 +13,8 @@ def soft_overlong_penalty(lengths: Tensor, max_len: int, cache_len: int) -> Tens
     # lengths: [N] int -> [N] float; cache_len 0 degenerates to a hard cut: 0 up to max_len, -1 beyond
     if cache_len < 0 or cache_len > max_len:
         raise GroupwiseError(f"overlong cache {cache_len} must lie in [0, max_len={max_len}]",
-                             "set algorithm.overlong_cache below rollout.max_new_tokens")
+                             "set algorithm.overlong_cache below the completion budget (rollout.max_new_tokens, or "
+                             "rollout.max_episode_tokens with an environment)")
     length = lengths.float()
     start = max_len - cache_len
     ramp = (start - length) / max(cache_len, 1)

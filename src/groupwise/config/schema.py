@@ -352,8 +352,10 @@ class Config(Section):
                                f"{per_update} completions {where}")
         if self.data.task is None and self.data.path is None:
             raise ValueError("data needs a built-in `task` or a `path`")
-        if self.algorithm.soft_overlong and self.algorithm.overlong_cache >= self.rollout.max_new_tokens:
-            raise ValueError("algorithm.overlong_cache must be smaller than rollout.max_new_tokens")
+        budget = "max_episode_tokens" if self.environment.enabled else "max_new_tokens"  # what the penalty measures
+        if self.algorithm.soft_overlong and self.algorithm.overlong_cache >= getattr(self.rollout, budget):
+            raise ValueError(f"algorithm.overlong_cache {self.algorithm.overlong_cache} must be smaller than "
+                             f"rollout.{budget} {getattr(self.rollout, budget)}")
         if self.algorithm.dual_clip is not None and self.algorithm.loss != "clip":
             raise ValueError(f"algorithm.dual_clip applies to the clip loss only, not to '{self.algorithm.loss}' "
                              "(set algorithm.dual_clip to null or algorithm.loss to clip)")
