@@ -25,6 +25,17 @@ def test_the_python_tool_returns_what_the_program_printed_or_its_error():
     assert tool.calls == 3
 
 
+def test_the_python_tool_shows_a_last_bare_expression_as_a_notebook_cell_does():
+    tool = PythonTool(max_output_chars=400)
+    assert tool.python("x = 6\nx * 7  # the answer") == "42" and tool.python("'a' + 'b'") == "'ab'"  # its repr
+    assert tool.python("print(1); None") == "1" and tool.python("def f():\n    return 2\nf(\n)") == "2"
+    assert tool.python("x = 2") == "(no output)"
+    assert tool.python("x = 1\ny") == ('Traceback (most recent call last):\n  File "/box/main.py", line 2, in '
+                                       "<module>\n    y\nNameError: name 'y' is not defined")  # as python says it
+    assert tool.python("x = (1 +").endswith("SyntaxError: '(' was never closed")
+    assert tool.python("import sys\nprint('a')\nsys.exit(3)\n4") == "a"  # SystemExit ends it as it would
+
+
 def test_the_python_tool_opens_with_one_worked_exchange_unless_told_not_to():
     row = {"prompt": "What is 123 * 456?", "answer": "56088"}
     messages = PythonTool().reset(**row)

@@ -48,4 +48,4 @@ class PythonTool:
             code: A complete Python program; print() the values you need.
         """
         self.calls += 1
-        return run_python(code, self.limits, self.max_output_chars)
+        return run_python(code, self.limits, self.max_output_chars, echo=True)  # `217 * 358` alone shows 77686
