@@ -59,6 +59,19 @@ def test_code_test_gaming_metrics_get_their_panel(tmp_path):
     assert "Code samples that ended before their tests ran" in page.read_text()
 
 
+def test_an_async_run_gets_its_timing_and_staleness_panels(tmp_path):
+    run = fake_run(tmp_path / "run", steps=3)
+    page = build_report(run)
+    assert not (page.parent / "async.png").exists()  # a synchronous run has neither
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 4, "step_s": 16.6, "async/producer_busy_s": 16.0, "async/producer_idle_s": 0.5,
+                            "async/trainer_idle_s": 0.0, "rollout/staleness": 1.0, "is_weight_mean": 0.98,
+                            "is_frac_capped": 0.01}) + "\n")
+    html = build_report(run).read_text()
+    assert (page.parent / "async.png").is_file() and (page.parent / "staleness.png").is_file()
+    assert "the producer busy and waiting" in html and "Batch age in updates" in html
+
+
 def test_sample_steps_for_short_runs():
     assert pick_sample_steps([{"step": 1}]) == {"early": 1}
     assert pick_sample_steps([{"step": 1}, {"step": 2}]) == {"early": 1, "middle": 2}

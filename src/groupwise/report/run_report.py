@@ -46,6 +46,11 @@ def _gaming_keys(available: list[str]) -> list[str]:
     return sorted(k for k in available if k.startswith("reward/") and k.endswith(("/tests_not_run", "/limit_hit")))
 
 
+def _only_async(*names: str) -> Callable[[list[str]], list[str]]:
+    """`names` for a run with a rollout producer (rollout.max_staleness > 0), none for a synchronous one."""
+    return lambda available: [n for n in names if n in available] if "rollout/staleness" in available else []
+
+
 PANELS = [
     Panel("rewards", "Reward (total and per function)", _reward_keys),
     Panel("learnable", "Learnable fraction and success rate", _exact("learnable_fraction", "success_rate")),
@@ -62,6 +67,10 @@ PANELS = [
     Panel("code_tests", "Code samples that ended before their tests ran, or hit a sandbox limit", _gaming_keys),
     Panel("environment", "Episodes: turns and tool calls per episode, bad tool calls, truncated share",
           _exact("env/turns_mean", "env/tool_calls_mean", "env/tool_errors", "env/truncated_frac")),
+    Panel("async", "Seconds per step: the trainer's step, the producer busy and waiting, the trainer waiting",
+          _only_async("step_s", "async/producer_busy_s", "async/producer_idle_s", "async/trainer_idle_s")),
+    Panel("staleness", "Batch age in updates, mean importance weight, share capped or masked",
+          _only_async("rollout/staleness", "is_weight_mean", "is_frac_capped")),
 ]
 
 
