@@ -362,6 +362,19 @@ def test_the_example_experiments_meet_the_issue_budget():
             (cell_config(focal, v, 0, threads=1) for v in focal.variants)] == [(8, 0.0), (8, 0.5), (8, 1.0), (32, 0.0)]
 
 
+def test_an_async_cell_splits_its_share_of_the_cores_between_producer_and_trainer():
+    from pathlib import Path
+
+    from groupwise.compare.spec import cell_config, load_experiment
+
+    experiment = load_experiment(Path(__file__).parents[2] / "examples" / "experiments" / "async.yaml")
+    sync, stale = (cell_config(experiment, v, 1, threads=2) for v in experiment.variants)
+    assert (sync.rollout.max_staleness, sync.rollout.threads, sync.train.threads) == (0, None, 2)
+    assert (stale.rollout.max_staleness, stale.rollout.threads, stale.train.threads) == (1, 1, 1)  # not 1 + 2
+    assert stale.train.seed == stale.data.order_seed == 1
+    assert cell_config(experiment, experiment.variants[1], 0, threads=5).rollout.threads == 2
+
+
 def test_rollout_tokens_count_the_groups_dynamic_sampling_drops(tmp_path, tiny_config, one_thread):
     from groupwise.api import run_training
 

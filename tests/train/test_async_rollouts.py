@@ -15,7 +15,7 @@ from groupwise.errors import GroupwiseError
 from groupwise.train.checkpoint import list_checkpoints
 from groupwise.train.loop import training_loop
 from groupwise.train.metrics import read_metrics
-from groupwise.train.producer import sampling_version, thread_split
+from groupwise.train.producer import oversubscribed_warning, sampling_version, thread_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,6 +29,21 @@ def test_the_batch_of_step_s_is_sampled_from_the_weights_of_step_s_minus_1_minus
     cfg = tiny_config("rollout.max_staleness=1")
     assert thread_split(cfg, cores=2) == (1, 1) and thread_split(cfg, cores=16) == (8, 8)
     assert thread_split(tiny_config("rollout.max_staleness=1", "rollout.threads=3", "train.threads=5")) == (3, 5)
+
+
+def test_one_side_set_takes_what_the_other_leaves_and_too_many_threads_are_warned(tiny_config):
+    cpu = torch.device("cpu")
+    async_with = lambda *sets: tiny_config("rollout.max_staleness=1", *sets)  # noqa: E731
+    assert thread_split(async_with("train.threads=3"), cores=4) == (1, 3)
+    assert thread_split(async_with("rollout.threads=3"), cores=4) == (3, 1)
+    assert oversubscribed_warning(async_with("train.threads=3"), cpu, cores=4) is None
+    crowded = async_with("train.threads=2")  # what `groupwise compare` set before it split a cell's share
+    assert thread_split(crowded, cores=2) == (1, 2)
+    assert oversubscribed_warning(crowded, cpu, cores=2) == (
+        "the rollout producer's 1 and the trainer's 2 torch threads exceed the 2 CPU cores: both sides run slower "
+        "than on a split (set rollout.threads and train.threads to add up to 2)")
+    assert oversubscribed_warning(tiny_config("train.threads=4"), cpu, cores=2) is None  # synchronous: one side
+    assert oversubscribed_warning(crowded, torch.device("meta"), cores=2) is None  # threads matter on a CPU only
 
 
 @pytest.mark.parametrize("extra", [

@@ -29,6 +29,7 @@ from groupwise.data.source import load_rows
 from groupwise.errors import GroupwiseError
 from groupwise.evaluate.heldout_eval import unique_rows
 from groupwise.rewards.compute import with_named_rewards
+from groupwise.runtime.cores import available_cores
 from groupwise.runtime.progress import output_console
 
 Row = dict[str, Any]
@@ -95,14 +96,6 @@ def run_compare(experiment_path: Path, out: Path, *, parallel: int = 1, console:
     page = build_compare_report(out, results, {n: [finished(c) for c in g] for n, g in cells.items()},
                                 title=Path(experiment_path).stem)
     return {"results": out / "results.json", "report": page, "table": table, "ran": len(todo), "summary": results}
-
-
-def available_cores() -> int:
-    """Cores this process may run on (a container's CPU set), else the machine's count."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _announce(console: Console, cell: Cell, what: str) -> None:

@@ -15,6 +15,7 @@ from groupwise.config.load import config_from_mapping, deep_merge, read_yaml
 from groupwise.config.paths import anchor_paths, file_rule
 from groupwise.config.schema import Config
 from groupwise.errors import GroupwiseError
+from groupwise.runtime.cores import split_cores
 
 TOP_KEYS = ("base", "seeds", "variants", "eval", "baseline")
 EVAL_KEYS = ("problems", "samples", "k", "bootstrap")
@@ -188,9 +189,18 @@ def cell_mapping(experiment: Experiment, variant: Variant, seed: int, *, threads
     """The cell's config mapping: base < variant < what compare sets (seed, threads, no own evaluation) <
     `extra` sections (a select variant's slice as the training file)."""
     mapping = deep_merge(experiment.base, variant.overrides)
-    mapping = deep_merge(mapping, {"train": {"seed": seed, "threads": threads}, "data": {"order_seed": seed},
+    mapping = deep_merge(mapping, {"train": {"seed": seed}, "data": {"order_seed": seed},
                                    "eval": {"before_after": False}})
+    mapping = deep_merge(mapping, cell_threads(mapping, threads))
     return deep_merge(mapping, extra) if extra else mapping
+
+
+def cell_threads(mapping: dict[str, Any], threads: int) -> dict[str, Any]:
+    """The cell's share of the cores: the trainer's, or split between the rollout producer and the trainer."""
+    if not (mapping.get("rollout") or {}).get("max_staleness"):
+        return {"train": {"threads": threads}}
+    producer, trainer = split_cores(threads)
+    return {"rollout": {"threads": producer}, "train": {"threads": trainer}}
 
 
 def cell_config(experiment: Experiment, variant: Variant, seed: int, *, threads: int,

@@ -218,7 +218,8 @@ class RolloutConfig(Section):
     producer_timeout_s: float = Field(600.0, gt=0, description="With max_staleness > 0: a producer that hands over "
                                       "no batch for this long stops the run with a checkpoint.")
     threads: int | None = Field(None, ge=1, description="With max_staleness > 0: the producer's torch CPU threads "
-                                "(default: half the cores; the trainer keeps train.threads, default the rest).")
+                                "(default: half the cores, or those train.threads leaves; the trainer keeps "
+                                "train.threads, default the rest).")
 
     @model_validator(mode="after")
     def _check_server_url(self) -> RolloutConfig:

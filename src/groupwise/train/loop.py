@@ -56,7 +56,13 @@ from groupwise.train.meta_init import load_training_model
 from groupwise.train.metrics import MetricsLog, write_samples
 from groupwise.train.optim import build_optimizer
 from groupwise.train.policy import Policy, wrap_policy
-from groupwise.train.producer import RolloutProducer, WeightSnapshots, producer_metrics, thread_split
+from groupwise.train.producer import (
+    RolloutProducer,
+    WeightSnapshots,
+    oversubscribed_warning,
+    producer_metrics,
+    thread_split,
+)
 from groupwise.train.step import grpo_step
 from groupwise.train.trackers import open_trackers
 
@@ -86,7 +92,7 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     train_rows = load_rows(cfg.data, "train")  # bad rewards and data fail fast, before a big model loads
     check_reward_columns(rewards, train_rows, "training data")
     for warning in (answer_format_warning(train_rows, cfg),
-                    slow_bf16_warning(cfg.model.dtype, cfg.train.bf16, device)):
+                    slow_bf16_warning(cfg.model.dtype, cfg.train.bf16, device), oversubscribed_warning(cfg, device)):
         if warning and is_main():
             console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     heldout = unique_rows(load_rows(cfg.data, "heldout"))[: cfg.eval.num_problems] if _evaluates(cfg) else []

@@ -16,7 +16,6 @@ of their own, beside the trainer's.
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from groupwise.errors import GroupwiseError
 from groupwise.rewards.compute import RewardFunction
 from groupwise.rollout.protocol import EngineFailure
 from groupwise.rollout.sampler import Sampler
+from groupwise.runtime.cores import available_cores, split_cores
 from groupwise.runtime.distributed import collectives_on, side_group
 from groupwise.train.policy import Policy
 from groupwise.train.step import Batch, collect_batch, completion_loss_mask, reference_and_old_logprobs
@@ -48,10 +48,25 @@ def sampling_version(step: int, max_staleness: int) -> int:
 
 
 def thread_split(cfg: Config, cores: int | None = None) -> tuple[int, int]:
-    """(producer, trainer) torch threads: rollout.threads and train.threads, by default half the cores each."""
-    cores = cores or os.cpu_count() or 1
-    producer = cfg.rollout.threads or max(1, cores // 2)
-    return producer, cfg.train.threads or max(1, cores - producer)
+    """(producer, trainer) torch threads: rollout.threads and train.threads; one left unset takes the cores the
+    other leaves (at least 1), both unset split them in half."""
+    cores = cores or available_cores()
+    producer, trainer = cfg.rollout.threads, cfg.train.threads
+    if producer is None and trainer is None:
+        return split_cores(cores)
+    producer = producer or max(1, cores - trainer)
+    return producer, trainer or max(1, cores - producer)
+
+
+def oversubscribed_warning(cfg: Config, device: torch.device, cores: int | None = None) -> str | None:
+    """An async run on a CPU whose producer and trainer threads add up to more than its cores."""
+    cores = cores or available_cores()
+    producer, trainer = thread_split(cfg, cores)
+    if cfg.rollout.max_staleness == 0 or device.type != "cpu" or producer + trainer <= cores:
+        return None
+    return (f"the rollout producer's {producer} and the trainer's {trainer} torch threads exceed the {cores} CPU "
+            f"cores: both sides run slower than on a split (set rollout.threads and train.threads to add up to "
+            f"{cores})")
 
 
 class WeightSnapshots:
