@@ -69,7 +69,7 @@ def test_an_async_run_gets_its_timing_and_staleness_panels(tmp_path):
                             "is_frac_capped": 0.01}) + "\n")
     html = build_report(run).read_text()
     assert (page.parent / "async.png").is_file() and (page.parent / "staleness.png").is_file()
-    assert "the producer busy and waiting" in html and "Batch age in updates" in html
+    assert "producer busy and waiting, trainer waiting" in html and "Batch age in updates" in html
 
 
 def test_sample_steps_for_short_runs():

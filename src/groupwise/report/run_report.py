@@ -67,7 +67,7 @@ PANELS = [
     Panel("code_tests", "Code samples that ended before their tests ran, or hit a sandbox limit", _gaming_keys),
     Panel("environment", "Episodes: turns and tool calls per episode, bad tool calls, truncated share",
           _exact("env/turns_mean", "env/tool_calls_mean", "env/tool_errors", "env/truncated_frac")),
-    Panel("async", "Seconds per step: the trainer's step, the producer busy and waiting, the trainer waiting",
+    Panel("async", "Seconds: the trainer's step, producer busy and waiting, trainer waiting",
           _only_async("step_s", "async/producer_busy_s", "async/producer_idle_s", "async/trainer_idle_s")),
     Panel("staleness", "Batch age in updates, mean importance weight, share capped or masked",
           _only_async("rollout/staleness", "is_weight_mean", "is_frac_capped")),
