@@ -46,6 +46,16 @@ def test_one_side_set_takes_what_the_other_leaves_and_too_many_threads_are_warne
     assert oversubscribed_warning(crowded, torch.device("meta"), cores=2) is None  # threads matter on a CPU only
 
 
+def test_under_torchrun_each_rank_splits_its_share_of_the_cores(tiny_config, monkeypatch):
+    from groupwise.runtime import cores
+
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two ranks on this machine: 8 cores each, 4 + 4 threads
+    assert cores.process_cores() == 8 and thread_split(tiny_config("rollout.max_staleness=1")) == (4, 4)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert thread_split(tiny_config("rollout.max_staleness=1")) == (8, 8)
+
+
 @pytest.mark.parametrize("extra", [
     # dynamic sampling: the refill rounds run in the producer
     ["algorithm.preset=dapo", "algorithm.max_sampling_rounds=3", "algorithm.overlong_cache=4"],

@@ -30,7 +30,7 @@ from groupwise.errors import GroupwiseError
 from groupwise.rewards.compute import RewardFunction
 from groupwise.rollout.protocol import EngineFailure
 from groupwise.rollout.sampler import Sampler
-from groupwise.runtime.cores import available_cores, split_cores
+from groupwise.runtime.cores import process_cores, split_cores
 from groupwise.runtime.distributed import collectives_on, side_group
 from groupwise.train.policy import Policy
 from groupwise.train.step import Batch, collect_batch, completion_loss_mask, reference_and_old_logprobs
@@ -49,8 +49,8 @@ def sampling_version(step: int, max_staleness: int) -> int:
 
 def thread_split(cfg: Config, cores: int | None = None) -> tuple[int, int]:
     """(producer, trainer) torch threads: rollout.threads and train.threads; one left unset takes the cores the
-    other leaves (at least 1), both unset split them in half."""
-    cores = cores or available_cores()
+    other leaves (at least 1), both unset split them in half. `cores`: this process's share (`process_cores`)."""
+    cores = cores or process_cores()
     producer, trainer = cfg.rollout.threads, cfg.train.threads
     if producer is None and trainer is None:
         return split_cores(cores)
@@ -59,8 +59,9 @@ def thread_split(cfg: Config, cores: int | None = None) -> tuple[int, int]:
 
 
 def oversubscribed_warning(cfg: Config, device: torch.device, cores: int | None = None) -> str | None:
-    """An async run on a CPU whose producer and trainer threads add up to more than its cores."""
-    cores = cores or available_cores()
+    """An async run on a CPU whose producer and trainer threads add up to more than its cores (its share of them
+    under torchrun)."""
+    cores = cores or process_cores()
     producer, trainer = thread_split(cfg, cores)
     if cfg.rollout.max_staleness == 0 or device.type != "cpu" or producer + trainer <= cores:
         return None
