@@ -116,7 +116,9 @@ def test_with_k_1_batch_t_plus_1_was_sampled_with_the_weights_of_step_t_minus_1(
 
 
 def test_staleness_never_exceeds_k(tiny_config, tmp_path):
-    training_loop(tiny_config("train.steps=4", "rollout.max_staleness=2", VARIED), tmp_path / "run")
+    training_loop(tiny_config("train.steps=4", "rollout.max_staleness=2", "rollout.threads=1", "train.threads=1",
+                              VARIED), tmp_path / "run")
+    assert torch.get_num_threads() == 2  # what runs after training (compare's evaluation) has both sides' threads
     metrics = read_metrics(tmp_path / "run")
     assert [m["rollout/staleness"] for m in metrics] == [0.0, 1.0, 2.0, 2.0]
     assert all(m["is_weight_mean"] > 0 and 0 <= m["is_frac_capped"] <= 1 for m in metrics)

@@ -82,7 +82,6 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
     if is_main():
         (run_dir / "config.yaml").write_text(dump_config(with_named_rewards(cfg)))  # paths absolute, rewards named
     asynchronous = cfg.rollout.max_staleness > 0  # a producer thread samples ahead (train/producer.py)
-    all_threads = torch.get_num_threads()
     producer_threads, trainer_threads = thread_split(cfg)
     if cfg.train.threads or asynchronous:
         torch.set_num_threads(trainer_threads)
@@ -210,8 +209,8 @@ def training_loop(cfg: Config, run_dir: Path, *, console=None, resume: bool = Fa
                     if saved < step:
                         checkpoint_now(step)
                     raise engine_stop(failure, step, run_dir) from failure
-    if asynchronous and not cfg.train.threads:  # the evaluation after training has every core again
-        torch.set_num_threads(all_threads)
+    if asynchronous:  # the evaluation after training gets the producer's threads too
+        torch.set_num_threads(producer_threads + trainer_threads)
     summary["train_minutes"] = round((time.perf_counter() - started) / 60, 2)
     summary["rollout_tokens"] = rollout_tokens
     if log is not None:
