@@ -47,10 +47,14 @@ class DataCheck:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def zero_scores(self) -> list[str]:
+        """The rewards under which the reference solutions scored 0.00: they cannot judge this data."""
+        return [] if self.reference is None else [n for n, s in self.reference["scores"].items() if s == 0.0]
+
     @property
     def failed(self) -> bool:
-        """A reference solution scored 0.00: the rewards cannot judge this data (the command exits 1)."""
-        return self.reference is not None and any(s == 0.0 for s in self.reference["scores"].values())
+        """A reference solution scored 0.00 under some reward (the command exits 1)."""
+        return bool(self.zero_scores())
 
 
 def check_data(cfg: Config, show: int = 3) -> DataCheck:
@@ -70,10 +74,9 @@ def check_data(cfg: Config, show: int = 3) -> DataCheck:
                        score_references(rewards, rows, tokenizer, cfg))
     if warning := answer_format_warning(rows, cfg):
         result.warnings.append(warning)
-    if result.reference is not None:
-        result.warnings += [f"reference solutions (column '{result.reference['column']}') score 0.00 with "
-                            f"{name}: the reward, the tests or data.columns do not fit the data"
-                            for name, score in result.reference["scores"].items() if score == 0.0]
+    result.warnings += [f"reference solutions (column '{result.reference['column']}') score 0.00 with "
+                        f"{name}: the reward, the tests or data.columns do not fit the data"
+                        for name in result.zero_scores()]
     if note := template_system_note(rows, tokenizer, cfg.data):
         result.notes.append(note)
     return result
